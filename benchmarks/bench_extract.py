@@ -1,0 +1,230 @@
+"""Extraction benchmark: our extractor vs a naive PIL + timm full-forward baseline.
+
+Both see the same N synthetic 288-px TIFFs (MLL23 layout) and the same batch size; model
+construction is excluded from both timings, and both get one warm-up batch.
+
+* ours: ``cytosae.extract.extract_tokens`` (DataLoader decode workers, truncated forward up to
+  ``blocks[-2]``, ``inference_mode``, threads pinned, bf16 only where the hardware is fast),
+  writing a float16 token store; run in a fresh child process that also reports its peak RSS.
+* baseline: PIL open + torchvision ``Resize((224, 224))``/``ToTensor``/``Normalize`` + timm
+  ``forward_features`` (all blocks + final norm) in fp32, one batch at a time, no workers,
+  tokens kept in a Python list (what the official code does per step, minus the SAE).
+
+Peak RSS of our extractor is measured at two image counts (with a small shard size so both
+runs write several shards): it should not grow with the number of images.
+
+Optional: ``--bf16-check K`` compares bf16-autocast tokens with fp32 tokens on K images.
+
+Usage::
+
+    python benchmarks/bench_extract.py                 # dinobloom-b, random init, 64 images
+    python benchmarks/bench_extract.py --arch dinobloom-s --n 128
+    python benchmarks/bench_extract.py --bf16-check 4 --skip-speed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def make_images(root: Path, n: int, size: int = 288, seed: int = 0) -> Path:
+    """Write ``n`` blood-smear-looking RGB TIFFs (LZW) in the MLL23 layout."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    for i in range(n):
+        cls = ("neutrophil_segmented", "lymphocyte")[i % 2]
+        d = root / cls / cls
+        d.mkdir(parents=True, exist_ok=True)
+        img = np.empty((size, size, 3), np.float32)
+        img[:] = (235, 215, 220)  # pale pink background
+        for _ in range(6):  # red cells
+            cy, cx, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(20, 35)]
+            m = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
+            img[m] = (220, 150, 160)
+        cy, cx = size / 2 + rng.normal(0, 8, 2)
+        r = rng.uniform(40, 60)
+        nuc = ((yy - cy) / r) ** 2 + ((xx - cx) / (0.8 * r)) ** 2 < 1
+        img[nuc] = (120, 70, 160)  # purple nucleus
+        img += rng.normal(0, 6, img.shape)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+            d / f"{i:05d}.tif", compression="tiff_lzw")
+    return root
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child(args: argparse.Namespace) -> None:
+    """Run our extractor on the first ``args.child_n`` images; print JSON {img_s, rss_mb}."""
+    import torch
+
+    from cytosae.backbone import BackboneConfig, load_backbone
+    from cytosae.datasets import load_manifest
+    from cytosae.extract import ExtractConfig, extract_tokens, resolve_device
+
+    man = load_manifest("mll23", args.data).iloc[: args.child_n].reset_index(drop=True)
+    bb = BackboneConfig(arch=args.arch)
+    cfg = ExtractConfig(batch_size=args.batch_size, shard_size=args.shard_size, num_workers=args.workers,
+                        device=args.device, precision=args.precision, num_threads=args.threads)
+    device = resolve_device(cfg.device)
+    model = load_backbone(bb, device=device)
+    with torch.inference_mode():  # warm-up batch (oneDNN / cuDNN primitive creation)
+        model(torch.zeros(min(args.batch_size, 8), 3, 224, 224, device=device))
+    rss0 = _peak_rss_mb()
+    with tempfile.TemporaryDirectory() as runs:
+        t0 = time.perf_counter()
+        store = extract_tokens(man, bb, Path(runs), cfg, progress=False, model=model)
+        dt = time.perf_counter() - t0
+        n = store.n_images
+        precision = store.metadata["precision"]
+    print(json.dumps({"n": n, "img_s": n / dt, "rss_mb": _peak_rss_mb(), "rss_after_model_mb": rss0,
+                      "precision": precision}))
+
+
+def make_baseline(arch: str, device: str):
+    """The naive pipeline: PIL + torchvision transforms + timm full ``forward_features`` (fp32)."""
+    import timm
+    import torch
+    from torchvision import transforms
+
+    from cytosae.backbone import ARCHS
+
+    torch.manual_seed(0)
+    model = timm.create_model(ARCHS[arch].timm_name, img_size=224, num_classes=0).eval().to(device)
+    tf = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(),
+                             transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+
+    def run(paths: list[str], batch_size: int) -> float:
+        out = []
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for s in range(0, len(paths), batch_size):
+                x = torch.stack([tf(Image.open(p).convert("RGB")) for p in paths[s: s + batch_size]])
+                out.append(model.forward_features(x.to(device)).cpu())
+        return len(paths) / (time.perf_counter() - t0)
+
+    with torch.no_grad():  # warm-up
+        model.forward_features(torch.zeros(8, 3, 224, 224, device=device))
+    return run
+
+
+def bf16_check(arch: str, k: int, data: Path) -> dict[str, float]:
+    """Relative error of bf16-autocast tokens vs fp32 tokens (same random-init model, K images)."""
+    import torch
+
+    from cytosae.backbone import BackboneConfig, load_backbone, preprocess
+    from cytosae.datasets import load_manifest
+    from cytosae.imageio import read_rgb
+
+    paths = load_manifest("mll23", data)["path"].tolist()[:k]
+    x = torch.stack([preprocess(read_rgb(p)) for p in paths])
+    model = load_backbone(BackboneConfig(arch=arch))
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        ref = model(x)
+        t_fp32 = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x).float()
+        t_bf16 = time.perf_counter() - t0
+    rel = (low - ref).abs() / ref.abs().clamp_min(1e-6)
+    tok_rel = (low - ref).norm(dim=-1) / ref.norm(dim=-1)
+    return {
+        "max_abs_err": float((low - ref).abs().max()),
+        "max_elem_rel_err_|x|>0.1": float(rel[ref.abs() > 0.1].max()),
+        "mean_elem_rel_err": float(((low - ref).abs().mean() / ref.abs().mean())),
+        "max_token_rel_l2_err": float(tok_rel.max()),
+        "mean_token_rel_l2_err": float(tok_rel.mean()),
+        "fp32_img_s": k / t_fp32,
+        "bf16_img_s": k / t_bf16,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", default="dinobloom-b")
+    p.add_argument("--n", type=int, default=64, help="images for the speed comparison")
+    p.add_argument("--n-small", type=int, default=32, help="smaller image count for the RSS check")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--shard-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=-1)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--bf16-check", type=int, default=0, metavar="K")
+    p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--repeats", type=int, default=3, help="alternating timing repeats")
+    p.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child-n", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child_n:
+        child(args)
+        return
+
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_images(Path(tmp) / "mll23", max(args.n, args.n_small, args.bf16_check))
+        print(f"arch {args.arch} (random init), {args.n} TIFFs 288 px, batch {args.batch_size}, "
+              f"cpus {os.cpu_count()}, torch threads {torch.get_num_threads()}, "
+              f"cpu capability {torch.backends.cpu.get_cpu_capability()}")
+        if args.bf16_check:
+            print("bf16 check:", json.dumps(bf16_check(args.arch, args.bf16_check, data), indent=1))
+        if args.skip_speed:
+            return
+        # peak RSS of our extractor at two image counts, each in a fresh process
+        rss = {}
+        for n in (args.n_small, args.n):
+            cmd = [sys.executable, __file__, "--data", str(data), "--child-n", str(n)] + [
+                f"--{k}={v}" for k, v in (("arch", args.arch), ("batch-size", args.batch_size),
+                                          ("shard-size", args.shard_size), ("workers", args.workers),
+                                          ("threads", args.threads), ("device", args.device),
+                                          ("precision", args.precision))]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            rss[n] = json.loads(out.strip().splitlines()[-1])
+        # speed: ours and the baseline alternate in this process, best and median of the repeats
+        from cytosae.backbone import BackboneConfig, load_backbone
+        from cytosae.datasets import load_manifest
+        from cytosae.extract import ExtractConfig, extract_tokens, resolve_device
+
+        man = load_manifest("mll23", data).iloc[: args.n].reset_index(drop=True)
+        bb = BackboneConfig(arch=args.arch)
+        cfg = ExtractConfig(batch_size=args.batch_size, shard_size=args.shard_size,
+                            num_workers=args.workers, device=args.device, precision=args.precision,
+                            num_threads=args.threads)
+        device = resolve_device(cfg.device)
+        model = load_backbone(bb, device=device)
+        with torch.inference_mode():
+            model(torch.zeros(8, 3, 224, 224, device=device))
+        base_run = make_baseline(args.arch, str(device))
+        ours, base = [], []
+        for rep in range(args.repeats):
+            with tempfile.TemporaryDirectory() as runs:
+                t0 = time.perf_counter()
+                store = extract_tokens(man, bb, Path(runs), cfg, progress=False, model=model)
+                ours.append(store.n_images / (time.perf_counter() - t0))
+                precision = store.metadata["precision"]
+            base.append(base_run(man["path"].tolist(), args.batch_size))
+            print(f"  repeat {rep}: ours {ours[-1]:.2f} img/s, baseline {base[-1]:.2f} img/s", flush=True)
+        print(f"ours     : best {max(ours):7.2f}  median {np.median(ours):7.2f} img/s ({precision}, n={args.n})")
+        print(f"baseline : best {max(base):7.2f}  median {np.median(base):7.2f} img/s (fp32 full forward, no workers)")
+        print(f"ratio    : best/best {max(ours) / max(base):.2f}x, median/median {np.median(ours) / np.median(base):.2f}x")
+        for n in (args.n_small, args.n):
+            print(f"peak RSS ours @ {n:4d} images: {rss[n]['rss_mb']:.0f} MB "
+                  f"(after model load + warm-up: {rss[n]['rss_after_model_mb']:.0f} MB)")
+        print(f"load average during the run: {os.getloadavg()}")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,476 @@
+"""Token extraction: manifest + backbone -> a resumable token store (and ``cytosae extract``).
+
+Shards are fixed blocks of ``shard_size`` rows of the input manifest; batches never cross a
+shard, so the numbers in a shard depend only on the shard (and the batch size), never on
+whether the run was interrupted or on which rank computed it. Rank ``r`` of ``world_size``
+computes the shards ``k`` with ``k % world_size == r``; whoever finishes last (or
+:func:`cytosae.tokens.finalize_store`) writes the manifest, metadata and completion marker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cytosae.backbone import (
+    ARCHS,
+    PREPROCESSING,
+    BackboneConfig,
+    HookedBackbone,
+    load_backbone,
+    normalize_uint8,
+    resize_224,
+    to_uint8_chw,
+    weights_digest_for,
+)
+from cytosae.config import JsonConfig, digest
+from cytosae.datasets import MANIFEST_COLUMNS, manifest_digest, validate_manifest
+from cytosae.imageio import ALPHA_MODES, ImageReadError, try_read_rgb
+from cytosae.tokens import (
+    STORE_SCHEMA_VERSION,
+    IncompleteStoreError,
+    TokenStore,
+    atomic_write_text,
+    csv_text,
+    finalize_store,
+    json_text,
+    n_shards_for,
+    shard_done,
+    shard_name,
+    write_shard,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractConfig(JsonConfig):
+    """How to run an extraction.
+
+    Attributes:
+        batch_size: images per forward pass (batches never cross a shard).
+        shard_size: images per shard file (part of the store key).
+        num_workers: DataLoader decode workers; -1 = ``min(2, cpus)``, 0 = in-process.
+        device: ``auto`` (cuda if available) | ``cpu`` | ``cuda`` | ``cuda:N``.
+        precision: ``auto`` (bf16 only where the hardware runs it fast: CUDA with bf16, or a
+            CPU with AMX / AVX512-BF16) | ``fp32`` | ``bf16`` (part of the store key).
+        strict: raise :class:`~cytosae.imageio.ImageReadError` on an unreadable image
+            instead of skipping and listing it.
+        alpha: ``drop`` (= ``convert("RGB")``, official) | ``white`` (part of the store key).
+        num_threads: torch intra-op threads during extraction; 0 = all available cores.
+        rank, world_size: this process's share of the shards (``k % world_size == rank``).
+        wait_timeout_s: with ``world_size > 1``, how long rank 0 waits in
+            :func:`extract_tokens` for the other ranks before giving up (0 = no wait).
+    """
+
+    batch_size: int = 32
+    shard_size: int = 256
+    num_workers: int = -1
+    device: str = "auto"
+    precision: str = "auto"
+    strict: bool = False
+    alpha: str = "drop"
+    num_threads: int = 0
+    rank: int = 0
+    world_size: int = 1
+    wait_timeout_s: float = 0.0
+
+    def validate(self) -> None:
+        if self.batch_size <= 0:
+            raise ValueError(f"ExtractConfig.batch_size: must be > 0, got {self.batch_size}")
+        if self.shard_size <= 0:
+            raise ValueError(f"ExtractConfig.shard_size: must be > 0, got {self.shard_size}")
+        if self.num_workers < -1:
+            raise ValueError(f"ExtractConfig.num_workers: must be >= -1, got {self.num_workers}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"ExtractConfig.precision: 'auto'|'fp32'|'bf16', got {self.precision!r}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"ExtractConfig.device: 'auto'|'cpu'|'cuda[:N]', got {self.device!r}")
+        if self.alpha not in ALPHA_MODES:
+            raise ValueError(f"ExtractConfig.alpha: one of {ALPHA_MODES}, got {self.alpha!r}")
+        if self.num_threads < 0:
+            raise ValueError(f"ExtractConfig.num_threads: must be >= 0, got {self.num_threads}")
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise ValueError(f"ExtractConfig.rank/world_size: need 0 <= rank < world_size, "
+                             f"got {self.rank}/{self.world_size}")
+
+
+# --------------------------------------------------------------------------- hardware
+
+
+def available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has AMX-BF16 or AVX512-BF16 (from /proc/cpuinfo flags).
+
+    On CPUs without them (e.g. AVX2-only) bf16 autocast is emulated and several times
+    slower than fp32, so ``precision="auto"`` keeps fp32 there.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return bool({"amx_bf16", "avx512_bf16"} & flags)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` on CUDA with bf16 support or a CPU with AMX/AVX512-BF16, else ``fp32``."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def default_runs_root() -> Path:
+    """``$CYTOSAE_RUNS`` or ``<repo>/runs``."""
+    env = os.environ.get("CYTOSAE_RUNS", "").strip()
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "runs"
+
+
+# --------------------------------------------------------------------------- store key
+
+
+def _backbone_identity(cfg: BackboneConfig) -> dict[str, Any]:
+    wd, random_init = weights_digest_for(cfg)
+    spec = ARCHS[cfg.arch]
+    return {
+        "arch": cfg.arch,
+        "arch_timm": spec.timm_name or "VisionTransformer",
+        "layer": cfg.layer,
+        "layer_resolved": cfg.resolved_layer,
+        "blocks_computed": cfg.resolved_layer + 1,
+        "img_size": cfg.img_size,
+        "init_seed": cfg.init_seed if random_init else None,
+        "d_model": spec.embed_dim,
+        "n_tokens": cfg.n_tokens,
+        "is_random_init": random_init,
+        "weights_digest": wd,
+    }
+
+
+def build_request(manifest: pd.DataFrame, backbone: BackboneConfig, cfg: ExtractConfig,
+                  precision: str) -> dict[str, Any]:
+    """The store's inputs (everything that changes its bytes) and its key."""
+    bb = _backbone_identity(backbone)
+    key_inputs = {
+        "schema_version": STORE_SCHEMA_VERSION,
+        "manifest_digest": manifest_digest(manifest),
+        "backbone": bb,
+        "preprocessing": dict(PREPROCESSING, img_size=backbone.img_size, alpha=cfg.alpha),
+        "precision": precision,
+        "dtype": "float16",
+        "shard_size": cfg.shard_size,
+    }
+    key = digest("token-store", key_inputs, length=16)
+    return dict(
+        key_inputs,
+        store_key=key,
+        n_input_images=len(manifest),
+        n_shards=n_shards_for(len(manifest), cfg.shard_size),
+        n_tokens=bb["n_tokens"],
+        d_model=bb["d_model"],
+        layer=bb["layer_resolved"],
+        is_random_init=bb["is_random_init"],
+    )
+
+
+def store_path(manifest: pd.DataFrame, backbone: BackboneConfig, runs_root: str | Path,
+               cfg: ExtractConfig = ExtractConfig()) -> Path:
+    """Where :func:`extract_tokens` would put this store (computes no tokens)."""
+    device = resolve_device(cfg.device)
+    req = build_request(manifest, backbone, cfg, resolve_precision(cfg.precision, device))
+    return Path(runs_root) / "tokens" / req["store_key"]
+
+
+# --------------------------------------------------------------------------- data loading
+
+
+class _ImageDataset(Dataset):
+    """Decode + resize to uint8 (3, S, S) in workers; normalisation happens batched later."""
+
+    def __init__(self, paths: list[str], img_size: int, alpha: str) -> None:
+        self.paths = paths
+        self.img_size = img_size
+        self.alpha = alpha
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
+        img, reason = try_read_rgb(self.paths[i], alpha=self.alpha)
+        if img is None:
+            return i, None, reason
+        return i, to_uint8_chw(resize_224(img, self.img_size)), ""
+
+
+def _collate(items: list[tuple[int, torch.Tensor | None, str]]) -> dict[str, Any]:
+    kept = [(i, t) for i, t, _ in items if t is not None]
+    return {
+        "rows": [i for i, _ in kept],
+        "pixels": torch.stack([t for _, t in kept]) if kept else None,
+        "skipped": [(i, r) for i, t, r in items if t is None],
+    }
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def _prepare_folder(folder: Path, request: dict[str, Any], manifest: pd.DataFrame) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    req_text = json_text(request)
+    req_path = folder / "request.json"
+    if req_path.is_file():
+        if req_path.read_text() != req_text:
+            raise ValueError(
+                f"{req_path} exists with different inputs than this extraction (same key); "
+                "delete the folder to recompute"
+            )
+    else:
+        atomic_write_text(folder / "input_manifest.csv",
+                          csv_text(manifest.loc[:, list(MANIFEST_COLUMNS)].astype(str)))
+        atomic_write_text(req_path, req_text)
+
+
+def extract_rank(manifest: pd.DataFrame, backbone: BackboneConfig, runs_root: str | Path,
+                 cfg: ExtractConfig = ExtractConfig(), *, progress: bool = True,
+                 on_shard_written: Callable[[int], None] | None = None,
+                 model: HookedBackbone | None = None) -> Path:
+    """Compute this rank's missing shards; finalise the store if every shard is then done.
+
+    Args:
+        manifest: the images (columns :data:`~cytosae.datasets.MANIFEST_COLUMNS`).
+        backbone: the backbone config.
+        runs_root: cache root; the store goes to ``runs_root/tokens/<key>``.
+        cfg: extraction settings (``rank``/``world_size`` select the shards).
+        progress: show a progress bar (images/s, ETA).
+        on_shard_written: called with the shard index after each shard is on disk (tests
+            use it to inject a crash).
+        model: an already loaded backbone for ``backbone`` (optional).
+
+    Returns:
+        The store folder (complete or not).
+    """
+    from tqdm.auto import tqdm
+
+    validate_manifest(manifest)
+    manifest = manifest.reset_index(drop=True)
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    request = build_request(manifest, backbone, cfg, precision)
+    folder = Path(runs_root) / "tokens" / request["store_key"]
+    if (folder / "COMPLETE").is_file():
+        log.info("token store %s is complete; reusing it", folder)
+        return folder
+    _prepare_folder(folder, request, manifest)
+
+    n, S = len(manifest), cfg.shard_size
+    todo = [k for k in range(request["n_shards"])
+            if k % cfg.world_size == cfg.rank and not shard_done(folder, k)]
+    if not todo:
+        finalize_store(folder)
+        return folder
+    if len(todo) < len(range(cfg.rank, request["n_shards"], cfg.world_size)):
+        log.info("resuming %s at shard %d (%d shard(s) left for rank %d)", folder, todo[0], len(todo), cfg.rank)
+
+    if model is None:
+        model = load_backbone(backbone, device=device)
+    elif model.weights_digest != request["backbone"]["weights_digest"]:
+        raise ValueError("model passed to extract_rank does not match the backbone config's weights")
+    model = model.to(device).eval()
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        log.warning("bf16 on a CPU without AMX/AVX512-BF16 is emulated and slow")
+
+    batches: list[list[int]] = []
+    rows_in_shard: dict[int, int] = {}
+    for k in todo:
+        lo, hi = k * S, min((k + 1) * S, n)
+        rows_in_shard[k] = hi - lo
+        batches.extend(list(range(b, min(b + cfg.batch_size, hi))) for b in range(lo, hi, cfg.batch_size))
+    n_todo = sum(rows_in_shard.values())
+    workers = min(2, available_cpus()) if cfg.num_workers < 0 else cfg.num_workers
+    loader = DataLoader(
+        _ImageDataset(manifest["path"].astype(str).tolist(), backbone.img_size, cfg.alpha),
+        batch_sampler=batches, num_workers=workers, collate_fn=_collate,
+        worker_init_fn=_worker_init if workers > 0 else None,
+        pin_memory=device.type == "cuda", prefetch_factor=4 if workers > 0 else None,
+    )
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+                if precision == "bf16" else nullcontext())
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.num_threads or available_cpus())
+    log.info("extracting %d image(s) in %d shard(s) to %s (%s, %s, %s, batch %d, %d worker(s), %d thread(s))",
+             n_todo, len(todo), folder, backbone.arch, device, precision, cfg.batch_size, workers,
+             torch.get_num_threads())
+    t0 = time.perf_counter()
+    n_skipped = 0
+    cur: dict[str, Any] = {"k": None, "tokens": [], "rows": [], "skipped": [], "seen": 0}
+    bar = tqdm(total=n_todo, unit="img", desc=f"extract {request['store_key'][:8]}", disable=not progress)
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                first = batch["rows"][0] if batch["rows"] else batch["skipped"][0][0]
+                k = first // S
+                if cur["k"] != k:
+                    cur = {"k": k, "tokens": [], "rows": [], "skipped": [], "seen": 0}
+                for row, reason in batch["skipped"]:
+                    if cfg.strict:
+                        raise ImageReadError(manifest.at[row, "path"], reason)
+                    log.warning("skipping unreadable image %s: %s", manifest.at[row, "path"], reason)
+                    cur["skipped"].append([int(row), reason])
+                    n_skipped += 1
+                if batch["pixels"] is not None:
+                    pixels = normalize_uint8(batch["pixels"]).to(device, non_blocking=True)
+                    with autocast:
+                        tokens_BTD = model(pixels)
+                    t16 = tokens_BTD.float().to(torch.float16).cpu().numpy()
+                    if not np.isfinite(t16).all():
+                        raise FloatingPointError(
+                            f"non-finite tokens (fp16 overflow?) in shard {k} of {folder}")
+                    cur["tokens"].append(t16)
+                    cur["rows"].extend(int(r) for r in batch["rows"])
+                nb = len(batch["rows"]) + len(batch["skipped"])
+                cur["seen"] += nb
+                bar.update(nb)
+                if cur["seen"] == rows_in_shard[k]:
+                    T, D = model.n_tokens, model.d_model
+                    arr = (np.concatenate(cur["tokens"]) if cur["tokens"]
+                           else np.zeros((0, T, D), np.float16))
+                    write_shard(folder, k, arr, {"shard": k, "rows": cur["rows"], "skipped": cur["skipped"]})
+                    if on_shard_written is not None:
+                        on_shard_written(k)
+    finally:
+        bar.close()
+        torch.set_num_threads(prev_threads)
+    dt = time.perf_counter() - t0
+    log.info("rank %d: %d image(s) in %.1f s (%.2f img/s), %d skipped", cfg.rank, n_todo, dt,
+             n_todo / max(dt, 1e-9), n_skipped)
+    finalize_store(folder)
+    return folder
+
+
+def extract_tokens(manifest: pd.DataFrame, backbone: BackboneConfig, runs_root: str | Path,
+                   cfg: ExtractConfig = ExtractConfig(), *, progress: bool = True,
+                   on_shard_written: Callable[[int], None] | None = None,
+                   model: HookedBackbone | None = None) -> TokenStore:
+    """Extract (or reuse, or resume) the token store of ``manifest`` under ``runs_root``.
+
+    With ``world_size > 1`` this rank computes its shards; the store is returned once every
+    rank has finished (rank 0 waits up to ``cfg.wait_timeout_s``).
+
+    Raises:
+        IncompleteStoreError: other ranks' shards are still missing.
+        ImageReadError: an unreadable image with ``cfg.strict``.
+    """
+    folder = extract_rank(manifest, backbone, runs_root, cfg, progress=progress,
+                          on_shard_written=on_shard_written, model=model)
+    deadline = time.monotonic() + (cfg.wait_timeout_s if cfg.rank == 0 else 0.0)
+    while not finalize_store(folder):
+        if time.monotonic() >= deadline:
+            raise IncompleteStoreError(
+                f"{folder}: shards of other ranks are missing; run the remaining ranks, then "
+                "cytosae.tokens.finalize_store(folder) (or rerun any rank)"
+            )
+        time.sleep(2.0)
+    return TokenStore(folder)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``cytosae extract``."""
+    from cytosae.datasets import DATASET_KINDS
+
+    parser.add_argument("--dataset", required=True, choices=DATASET_KINDS, help="dataset layout")
+    parser.add_argument("--root", required=True, type=Path, help="dataset root (csv: the CSV file)")
+    parser.add_argument("--arch", default="dinobloom-b", choices=sorted(ARCHS))
+    parser.add_argument("--weights", default="random",
+                        help="random | PATH (.pth/.safetensors) | env ($CYTOSAE_DINOBLOOM_WEIGHTS) | hf-hub:ID")
+    parser.add_argument("--layer", type=int, default=-2, help="hooked block (default -2)")
+    parser.add_argument("--init-seed", type=int, default=0, help="seed of a random init")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--shard-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=-1, help="decode workers (-1: min(2, cpus))")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--alpha", default="drop", choices=ALPHA_MODES)
+    parser.add_argument("--runs", type=Path, default=None, help="cache root (default $CYTOSAE_RUNS or <repo>/runs)")
+    parser.add_argument("--strict", action="store_true", help="fail on an unreadable image")
+    parser.add_argument("--rank", type=int, default=None, help="this rank (default $RANK or 0)")
+    parser.add_argument("--world-size", type=int, default=None, help="ranks (default $WORLD_SIZE or 1)")
+    parser.add_argument("--wait", type=float, default=None,
+                        help="seconds rank 0 waits for other ranks (default 86400 when world size > 1)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``cytosae extract``; prints the store path (or the folder, for a partial rank)."""
+    from cytosae.datasets import load_manifest
+
+    rank = args.rank if args.rank is not None else int(os.environ.get("RANK", "0"))
+    world = args.world_size if args.world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
+    wait = args.wait if args.wait is not None else (86400.0 if world > 1 else 0.0)
+    manifest = load_manifest(args.dataset, args.root)
+    bb = BackboneConfig(arch=args.arch, weights=args.weights, layer=args.layer, init_seed=args.init_seed)
+    cfg = ExtractConfig(batch_size=args.batch_size, shard_size=args.shard_size, num_workers=args.workers,
+                        device=args.device, precision=args.precision, strict=args.strict, alpha=args.alpha,
+                        num_threads=args.threads, rank=rank, world_size=world, wait_timeout_s=wait)
+    runs = args.runs if args.runs is not None else default_runs_root()
+    if world > 1 and rank != 0:
+        folder = extract_rank(manifest, bb, runs, cfg, progress=not args.no_progress)
+        print(folder)
+        return 0
+    store = extract_tokens(manifest, bb, runs, cfg, progress=not args.no_progress)
+    print(store.path)
+    print(f"{store.n_images} images x {store.n_tokens} tokens x {store.d_model} "
+          f"({'RANDOM-INIT backbone' if store.is_random_init else 'weights ' + store.metadata['backbone']['weights_digest'][:20]}), "
+          f"{store.metadata['n_skipped']} skipped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m cytosae.extract``) until the main CLI dispatches here."""
+    parser = argparse.ArgumentParser(prog="cytosae extract", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_cli(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

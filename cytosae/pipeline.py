@@ -1,0 +1,228 @@
+"""The cached pipeline that notebooks ask for what they need.
+
+Every stage's artifact lives in a folder keyed by a hash of its config and of its
+inputs, under the runs root (:func:`cytosae.paths.runs_root`)::
+
+    runs/synth/<hash(SynthConfig)>/                 the five synthetic datasets (+ ground truth)
+    runs/tokens/<hash(manifest, backbone, ...)>/     token store (owned by cytosae.extract)
+    runs/sae/<hash(SAEConfig, TrainConfig, store)>/  trained SAE + history (cytosae.train)
+    runs/stats/<hash(sae, store, tau, top_k)>/       latent statistics (cytosae.latents)
+
+A stage is reused when its folder is complete and computed otherwise, so each
+notebook runs on its own and the second one does not redo the first one's work.
+Folders are written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from cytosae import __version__
+from cytosae.config import digest
+from cytosae.paths import runs_root
+from cytosae.profiles import DATASETS, Profile, get_profile
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from cytosae.latents import LatentStats
+    from cytosae.sae import SAEConfig, SparseAutoencoder
+    from cytosae.tokens import TokenStore
+
+log = logging.getLogger(__name__)
+
+DONE = "DONE"
+
+
+def cached_dir(root: Path, key: str, build: Callable[[Path], None]) -> Path:
+    """Return ``root/key``, building it with ``build(tmp_dir)`` first when incomplete.
+
+    ``build`` writes into a fresh temporary sibling folder which is renamed into place
+    only when it returns, followed by a ``DONE`` marker, so a crash never leaves a
+    folder that looks complete.
+    """
+    final = root / key
+    if (final / DONE).is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
+    try:
+        build(tmp)
+        (tmp / DONE).write_text(json.dumps({"cytosae": __version__}) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+class Pipeline:
+    """Lazily computed, cached artifacts of one profile.
+
+    Args:
+        profile: a profile name (``smoke``, ``default``, ``paper``) or a :class:`Profile`.
+        runs: cache root; defaults to :func:`cytosae.paths.runs_root`.
+        progress: show progress bars.
+    """
+
+    def __init__(self, profile: str | Profile = "default", runs: Path | None = None,
+                 progress: bool = True) -> None:
+        self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        self.runs = Path(runs) if runs is not None else runs_root()
+        self.progress = progress
+
+    # ------------------------------------------------------------------ data
+    @property
+    def synthetic(self) -> bool:
+        return self.profile.synth is not None
+
+    def banner(self) -> str:
+        """One line saying what this run is made of; printed at the top of every notebook."""
+        p = self.profile
+        bb = p.backbone
+        weights = "RANDOM-INIT weights" if bb.weights == "random" else f"weights {bb.weights}"
+        data = ("SYNTHETIC blood-smear world (not real cells)" if self.synthetic
+                else "real datasets")
+        return (f"profile={p.name}: {data}; backbone {bb.arch} ({weights}), "
+                f"tokens from blocks[{bb.layer}]; SAE x{p.sae.expansion_factor}")
+
+    def tag(self) -> str:
+        """Short label for figure titles."""
+        return "SYNTHETIC data, random-init DinoBloom" if self.synthetic else "real data"
+
+    def save_figure(self, fig: Any, name: str) -> list[Path]:
+        """Write ``fig`` to ``figures/`` as PNG and PDF (suffixed with the profile unless default)."""
+        from cytosae.paths import figures_dir
+        from cytosae.plots import save_figure
+
+        if self.profile.name != "default":
+            name = f"{name}_{self.profile.name}"
+        return save_figure(fig, name, figures_dir())
+
+    @functools.cached_property
+    def synth_root(self) -> Path:
+        from cytosae.synth import write_all
+
+        cfg = self.profile.synth
+        if cfg is None:
+            raise RuntimeError(f"profile {self.profile.name!r} has no synthetic world")
+        key = digest("synth", __version__, cfg.to_dict())
+
+        def build(tmp: Path) -> None:
+            write_all(tmp, cfg, progress=self.progress)
+
+        return cached_dir(self.runs / "synth", key, build)
+
+    def dataset_root(self, name: str) -> Path:
+        """Root folder of a dataset, in the layout its adapter reads."""
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset {name!r}; known: {DATASETS}")
+        if self.synthetic:
+            return self.synth_root / DATASETS[name]
+        return self.profile.real_root(name)
+
+    @functools.lru_cache(maxsize=None)
+    def manifest(self, name: str) -> pd.DataFrame:
+        from cytosae.datasets import load_manifest
+
+        return load_manifest(name, self.dataset_root(name))
+
+    def groundtruth(self, name: str) -> Any:
+        """Ground truth of a synthetic dataset (pixel masks, patch fractions, cell types)."""
+        from cytosae.synth import load_groundtruth
+
+        if not self.synthetic:
+            raise RuntimeError("ground truth exists only for the synthetic world")
+        return load_groundtruth(self.dataset_root(name))
+
+    # ---------------------------------------------------------------- tokens
+    @functools.lru_cache(maxsize=None)
+    def tokens(self, name: str) -> TokenStore:
+        from cytosae.extract import extract_tokens
+
+        return extract_tokens(self.manifest(name), self.profile.backbone, self.runs,
+                              self.profile.extract, progress=self.progress)
+
+    # ------------------------------------------------------------------- SAE
+    def sae_dir(self, sae_cfg: SAEConfig | None = None) -> Path:
+        """Folder of the SAE trained with the profile's config (or ``sae_cfg``, e.g. an ablation)."""
+        from cytosae.train import train_sae
+
+        p = self.profile
+        cfg = sae_cfg or p.sae
+        store = self.tokens(p.train_dataset)
+        key = digest("sae", __version__, cfg.to_dict(), p.train.to_dict(), store.digest)
+        work = self.runs / "sae" / f"work-{key}"
+
+        def build(tmp: Path) -> None:
+            # train in a stable work folder, so that an interrupted run resumes where it stopped
+            train_sae(store, cfg, p.train, work, progress=self.progress)
+            for f in work.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, tmp / f.name)
+
+        out = cached_dir(self.runs / "sae", key, build)
+        shutil.rmtree(work, ignore_errors=True)
+        return out
+
+    @functools.cached_property
+    def sae(self) -> SparseAutoencoder:
+        """The profile's trained SAE (eval mode, CPU)."""
+        from cytosae.checkpoint import load_sae
+
+        return load_sae(self.sae_dir()).eval()
+
+    def train_history(self, sae_cfg: SAEConfig | None = None) -> pd.DataFrame:
+        """Logged training metrics (one row per log step)."""
+        import pandas as pd
+
+        return pd.read_json(self.sae_dir(sae_cfg) / "metrics.jsonl", lines=True)
+
+    # ----------------------------------------------------------------- stats
+    @functools.lru_cache(maxsize=None)
+    def stats(self, name: str) -> LatentStats:
+        from cytosae.latents import LatentStats, encode_pass
+
+        p = self.profile
+        store = self.tokens(name)
+        sae_key = self.sae_dir().name
+        key = digest("stats", __version__, sae_key, store.digest, p.tau, p.top_k)
+
+        def build(tmp: Path) -> None:
+            stats = encode_pass(self.sae, store, tau=p.tau, top_k=p.top_k, progress=self.progress)
+            stats.save(tmp)
+
+        return LatentStats.load(cached_dir(self.runs / "stats", key, build))
+
+    def ensure_all(self) -> None:
+        """Compute every stage of the profile (what ``cytosae pipeline`` does)."""
+        for name in self.profile.eval_datasets:
+            self.stats(name)
+
+
+# ---------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="default", help="smoke | default | paper")
+    parser.add_argument("--runs", type=Path, default=None, help="cache root (default: ./runs)")
+    parser.add_argument("--show", action="store_true", help="print the profile as JSON and exit")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    pipe = Pipeline(args.profile, runs=args.runs)
+    if args.show:
+        print(pipe.profile.to_json())
+        return 0
+    print(pipe.banner())
+    pipe.ensure_all()
+    print(f"all stages of profile {pipe.profile.name!r} are cached under {pipe.runs}")
+    return 0

@@ -1,0 +1,53 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Fig. 2A: the latent landscape
+#
+# Each SAE latent is a point: x = log10 of its activation frequency (fraction of images whose
+# image-level activation, the mean over all 257 tokens, is > 0), y = log10 of its mean activation
+# over the images where it fires, colour = label entropy of its top-10 images. The paper calls
+# latents above a log10 mean-activation threshold "concepts" (bottom right: their count).
+#
+# **On the `default` profile everything here is SYNTHETIC**: procedurally rendered cells, a
+# randomly initialised DinoBloom-B, a small SAE. The numbers show the method working, not the
+# paper's values. The authors' own statistics can be drawn with `cytosae.official_stats`.
+
+# %% tags=["parameters"]
+profile: str = "default"  # smoke | default | paper
+dataset: str = "mll23"  # which dataset's statistics to draw
+
+# %%
+from cytosae.notebook import setup
+
+pipe = setup(globals(), ["profile", "dataset"], profile=profile)
+
+# %%
+import matplotlib.pyplot as plt
+
+from cytosae import plots, thresholds
+
+stats = pipe.stats(dataset)
+counts = thresholds.concept_counts(stats.mean_acts, thresholds=range(-6, 1))
+print(f"{stats.n_images} images, {len(stats.mean_acts)} latents; "
+      f"{int((stats.sparsity > 0).sum())} fire on at least one image")
+print(counts.to_string(index=False))
+
+# %%
+fig, (ax, ax_counts) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.4, 1], "wspace": 0.55})
+ax, landscape = plots.plot_landscape(ax, stats, marginals=True)
+ax_counts, _ = plots.plot_concept_counts(ax_counts, counts)
+ax_counts.axvline(pipe.profile.threshold, color="0.6", ls="--", lw=0.8)
+fig.suptitle(f"Fig. 2A latent landscape, {dataset} ({pipe.tag()})", fontsize=10, y=1.08)
+pipe.save_figure(fig, "fig2a_latent_landscape")
+plt.show()

@@ -1,0 +1,77 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Fig. 4: patient and disease barcodes, and the AML-subtype probe
+#
+# Eq. 2-3 of the paper: a patch counts for latent s when its activation exceeds tau; an image's
+# count is the number of such patches (CLS excluded); a patient's barcode is the mean over their
+# images, a disease's barcode the mean over its patients. A logistic-regression probe (L2,
+# C = c·n/100) classifies patients from their barcodes in stratified 5-fold CV over patients; Fig.
+# 4A sweeps the log10 mean-activation threshold below which latents are zeroed. On the `default`
+# profile the cohort is SYNTHETIC (five disease groups of the AML Hehr-like world).
+
+# %% tags=["parameters"]
+profile: str = "default"  # smoke | default | paper
+variant: str = "paper"  # "paper" (mean over images) or "official" (the code's counts / 49152)
+
+# %%
+from cytosae.notebook import setup
+
+pipe = setup(globals(), ["profile", "variant"], profile=profile)
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+from cytosae import barcodes, plots, probe
+
+stats = pipe.stats("hehr")
+man = pipe.tokens("hehr").manifest
+X_PS, patients = barcodes.barcodes_from_stats(stats, man, variant=variant)
+D_DS, diseases = barcodes.disease_barcodes(X_PS, patients["disease"].to_numpy())
+print(f"{len(patients)} patients, {len(diseases)} diseases, {X_PS.shape[1]} latents, tau = {stats.meta.get('tau', pipe.profile.tau)}")
+print(patients.groupby("disease").agg(patients=("patient", "count"), images=("n_images", "sum")).to_string())
+
+# %%
+order = np.argsort(patients["disease"].to_numpy(), kind="stable")
+top = np.argsort(-X_PS.var(0), kind="stable")[:64]
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 1.2]})
+plots.plot_barcode(a1, X_PS[order], [f"{p} ({d})" for p, d in patients[["patient", "disease"]].to_numpy()[order]], latents=top)
+a1.set_title("patient barcodes (64 most variable latents)", fontsize=9)
+plots.plot_barcode(a2, D_DS, [str(d) for d in diseases], latents=top)
+a2.set_title("disease barcodes", fontsize=9)
+fig.suptitle(f"Barcodes ({pipe.tag()})")
+pipe.save_figure(fig, "fig4_barcodes")
+plt.show()
+
+# %%
+y = patients["disease"].to_numpy()
+sweep = probe.sweep(X_PS, y, stats.mean_acts, thresholds=range(-6, 1), seed=pipe.profile.seed, progress=False)
+print(sweep.round(3).to_string(index=False))
+res = probe.confusion_at(X_PS, y, stats.mean_acts, threshold=pipe.profile.threshold, seed=pipe.profile.seed)
+chance = (np.unique(y, return_counts=True)[1] / len(y)).max()
+print(f"threshold {pipe.profile.threshold}: weighted F1 {res['f1_mean']:.3f} ± {res['f1_sd']:.3f} "
+      f"with {res['n_latents_kept']} latents (majority-class rate {chance:.2f})")
+print(res["per_class_f1"].round(3).to_string())
+
+# %%
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+plots.plot_probe_sweep(a1, sweep)
+a1.set_title("Fig. 4A weighted F1 vs threshold", fontsize=9)
+plots.plot_confusion(a2, res["confusion"])
+a2.set_title(f"Fig. 4B confusion at {pipe.profile.threshold}", fontsize=9)
+fig.suptitle(f"AML-subtype probe on barcodes ({pipe.tag()})", y=1.02)
+fig.tight_layout()
+pipe.save_figure(fig, "fig4_probe")
+plt.show()

@@ -1,0 +1,49 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Browse the latents with a slider
+#
+# Move the slider to walk through the latents (sorted by mean activation, above the threshold);
+# each shows its reference images and statistics. The rendering is a plain function
+# (`LatentBrowser.render`), so the same view is drawn below for one latent without a live kernel.
+# On the `default` profile the images are SYNTHETIC.
+
+# %% tags=["parameters"]
+profile: str = "default"  # smoke | default | paper
+dataset: str = "mll23"
+
+# %%
+from cytosae.notebook import setup
+
+pipe = setup(globals(), ["profile", "dataset"], profile=profile)
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+from cytosae.retrieval import load_image
+from cytosae.widgets import LatentBrowser
+
+stats = pipe.stats(dataset)
+paths = pipe.tokens(dataset).manifest["path"].to_numpy()
+browser = LatentBrowser(stats, lambda i: np.asarray(load_image(paths[i])), threshold=pipe.profile.threshold)
+print(f"{len(browser.latents)} latents above log10 mean activation {pipe.profile.threshold}")
+
+# %% tags=["nbval-ignore-output"]
+browser.widget
+
+# %%
+fig = browser.render(int(browser.latents[0]))
+pipe.save_figure(fig, "latent_browser_example")
+plt.show()
