@@ -14,7 +14,9 @@ Weights (``BackboneConfig.weights``):
   A plain timm state dict is also accepted.
 * a ``.safetensors`` file (DinoBloom or timm key names, same rules).
 * ``"env"``: the path in ``$CYTOSAE_DINOBLOOM_WEIGHTS``.
-* ``"hf-hub:<id>"``: timm downloads it (network; only when asked).
+* ``"hf-hub:<id>"``: timm downloads it (network; only when asked). The public timm conversions
+  (``1aurent/vit_*_patch14_224.dinobloom``) store a 518-px config whose position embedding timm
+  resamples to 224 px, so prefer the Zenodo ``.pth`` for exact numbers.
 """
 
 from __future__ import annotations
@@ -141,8 +143,8 @@ def to_uint8_chw(img: Image.Image) -> torch.Tensor:
 def normalize_uint8(pixels_B3HW: torch.Tensor) -> torch.Tensor:
     """uint8 (…, 3, H, W) -> float32 ``ToTensor`` + ImageNet ``Normalize`` (same op order)."""
     x = pixels_B3HW.to(torch.float32).div(255)
-    mean = torch.as_tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.as_tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+    mean = torch.as_tensor(IMAGENET_MEAN, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    std = torch.as_tensor(IMAGENET_STD, dtype=torch.float32, device=x.device).view(3, 1, 1)
     return x.sub_(mean).div_(std)
 
 

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("cytosae.synth.cli", "write the five synthetic datasets (the embedded default)"),
     "extract": ("cytosae.extract", "extract DinoBloom tokens of a dataset into a token store"),
     "train": ("cytosae.train", "train a sparse autoencoder on a token store"),
+    "latents": ("cytosae.latents", "one encode pass: latent statistics, patch counts, reference images"),
     "pipeline": ("cytosae.pipeline", "compute (or reuse) every cached stage of a profile"),
     "notebooks": ("cytosae.runner", "run the figure notebooks headlessly with papermill"),
 }

@@ -48,7 +48,6 @@ from cytosae.tokens import (
     json_text,
     n_shards_for,
     shard_done,
-    shard_name,
     write_shard,
 )
 
@@ -354,7 +353,8 @@ def extract_rank(manifest: pd.DataFrame, backbone: BackboneConfig, runs_root: st
                     cur["skipped"].append([int(row), reason])
                     n_skipped += 1
                 if batch["pixels"] is not None:
-                    pixels = normalize_uint8(batch["pixels"]).to(device, non_blocking=True)
+                    # uint8 travels to the device (4x less than float32), normalised there
+                    pixels = normalize_uint8(batch["pixels"].to(device, non_blocking=True))
                     with autocast:
                         tokens_BTD = model(pixels)
                     t16 = tokens_BTD.float().to(torch.float16).cpu().numpy()
@@ -451,6 +451,10 @@ def run_cli(args: argparse.Namespace) -> int:
     cfg = ExtractConfig(batch_size=args.batch_size, shard_size=args.shard_size, num_workers=args.workers,
                         device=args.device, precision=args.precision, strict=args.strict, alpha=args.alpha,
                         num_threads=args.threads, rank=rank, world_size=world, wait_timeout_s=wait)
+    device = args.device
+    if world > 1 and device in ("auto", "cuda") and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # one GPU per torchrun process
+        cfg = cfg.replace(device=device)
     runs = args.runs if args.runs is not None else default_runs_root()
     if world > 1 and rank != 0:
         folder = extract_rank(manifest, bb, runs, cfg, progress=not args.no_progress)

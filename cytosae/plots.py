@@ -48,7 +48,7 @@ def plot_landscape(
     sc = ax.scatter(x[ok], y[ok], c=c, s=s, cmap=cmap, linewidths=0, rasterized=True)
     ax.set_xlabel("log10 activation frequency")
     ax.set_ylabel("log10 mean activation")
-    ax.figure.colorbar(sc, ax=ax, label="label entropy (nats)")
+    ax.figure.colorbar(sc, ax=ax, label="label entropy (nats)", pad=0.25 if marginals else 0.05)
     data: dict[str, Any] = {"x": x[ok], "y": y[ok], "c": c, "latent": latent}
     if marginals:
         top = ax.inset_axes((0.0, 1.02, 1.0, 0.18), sharex=ax)
@@ -208,6 +208,7 @@ def save_figure(fig: Any, name: str, folder: str | Path, *, dpi: int = 150) -> t
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     png, pdf = folder / f"{name}.png", folder / f"{name}.pdf"
-    fig.savefig(png, dpi=dpi, metadata={"Software": None})
-    fig.savefig(pdf, metadata={"Creator": None, "Producer": None, "CreationDate": None, "ModDate": None})
+    fig.savefig(png, dpi=dpi, metadata={"Software": None}, bbox_inches="tight")
+    fig.savefig(pdf, metadata={"Creator": None, "Producer": None, "CreationDate": None, "ModDate": None},
+                bbox_inches="tight")
     return png, pdf

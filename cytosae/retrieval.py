@@ -70,6 +70,7 @@ def patch_latents(
     stats: Any = None,
     max_mean_act: float | None = 0.1,
     max_sparsity: float | None = None,
+    max_patch_frequency: float | None = None,
     top_n: int = 2,
 ) -> pd.DataFrame:
     """Latents activated by one patch token, with the "fires everywhere" filter and the top-n.
@@ -82,6 +83,9 @@ def patch_latents(
         max_mean_act: drop latents whose dataset mean activation is > this (the code: 0.1).
         max_sparsity: drop latents whose activation frequency is > this (None: off; 1.0 drops
             only those that fire on every image... use e.g. 0.99).
+        max_patch_frequency: drop latents that fire on more than this fraction of all patch
+            tokens of the dataset (``stats.patch_frequency``; None: off). Scale-free, so it also
+            works where activations are not on the paper's scale (e.g. a random-init backbone).
         top_n: how many of the remaining latents to mark as top (paper 2, code 5).
 
     Returns:
@@ -101,6 +105,8 @@ def patch_latents(
             dropped |= ma > max_mean_act
         if max_sparsity is not None:
             dropped |= np.asarray(stats.sparsity, dtype=np.float64)[act] > max_sparsity
+        if max_patch_frequency is not None:
+            dropped |= np.asarray(stats.patch_frequency, dtype=np.float64)[act] > max_patch_frequency
     top = np.zeros_like(dropped)
     top[np.flatnonzero(~dropped)[:top_n]] = True
     return pd.DataFrame({"latent": act.astype(np.int64), "activation": vals, "dropped": dropped, "top": top})

@@ -190,13 +190,18 @@ class SparseAutoencoder(nn.Module):
         """``grad_j -= (grad_j . W_dec_j) W_dec_j`` for every decoder row (rows are unit norm)."""
         if self.W_dec.grad is None:
             return
-        parallel_S = (self.W_dec.grad * self.W_dec.data).sum(dim=1, keepdim=True)
-        self.W_dec.grad -= parallel_S * self.W_dec.data
+        parallel_S = torch.linalg.vecdot(self.W_dec.grad, self.W_dec.data)
+        self.W_dec.grad.addcmul_(parallel_S[:, None], self.W_dec.data, value=-1.0)
 
     # ----------------------------------------------------------------------------- losses
     def losses(self, x_ND: Tensor, dead_mask_S: Tensor | None = None) -> SAELoss:
-        """Dense (autograd) loss of a token batch ``x_ND``; ``dead_mask_S`` marks dead latents."""
-        pre_NS = self.hidden_pre(x_ND)
+        """Dense (autograd) loss of a token batch ``x_ND`` (leading dims are flattened);
+        ``dead_mask_S`` marks dead latents (ghost grads for ReLU, AuxK for the TopK family)."""
+        x_ND = x_ND.reshape(-1, self.cfg.d_in)
+        if torch.is_autocast_enabled(x_ND.device.type) or not torch.is_grad_enabled():
+            pre_NS = self.hidden_pre(x_ND)
+        else:
+            pre_NS = _CentredEncoder.apply(x_ND, self.b_dec, self.W_enc, self.b_enc)
         f_NS = self.activate(pre_NS)
         x_hat_ND = f_NS @ self.W_dec + self.b_dec
         if self.cfg.l1_weighting == "decoder_norm":
@@ -220,6 +225,7 @@ class SparseAutoencoder(nn.Module):
         l0_sum: Tensor,
         *,
         pre_is_dead_only: bool = False,
+        W_dec_dead: Tensor | None = None,
     ) -> SAELoss:
         """Combine reconstruction, L1, ghost and AuxK terms (shared by dense and sparse paths)."""
         cfg = self.cfg
@@ -236,13 +242,34 @@ class SparseAutoencoder(nn.Module):
                 pre_dead = pre_NS_or_dead.float()
             else:
                 pre_dead = pre_NS_or_dead.index_select(-1, dead_idx).float()
-            W_dead = self.W_dec.index_select(0, dead_idx)
+            W_dead = self.W_dec.index_select(0, dead_idx) if W_dec_dead is None else W_dec_dead
             if cfg.activation == "relu" and cfg.use_ghost_grads:
                 ghost = ghost_grad_loss(x_ND, x_hat_ND, pre_dead, W_dead, mse_el_ND)
             elif cfg.activation != "relu":
                 aux = cfg.aux_k_coefficient * auxk_loss(x_ND, x_hat_ND, pre_dead, W_dead, cfg.aux_k or cfg.d_in // 2)
         loss = mse + l1 + ghost + aux
         return SAELoss(loss, mse, l1, ghost, aux, x_hat_ND, fire_counts_S, l0_sum)
+
+
+class _CentredEncoder(torch.autograd.Function):
+    """``(x - b_dec) @ W_enc + b_enc`` with ``dL/db_dec = -W_enc @ sum_n dL/dpre_n``.
+
+    Autograd would get ``dL/db_dec`` from ``dL/d(x - b_dec) = dpre @ W_enc^T``, a full
+    ``N x d_sae x d_in`` GEMM; summing ``dpre`` over tokens first makes it a matrix-vector product.
+    Same forward value, same gradients up to float rounding.
+    """
+
+    @staticmethod
+    def forward(ctx, x_ND, b_dec_D, W_enc_DS, b_enc_S):  # type: ignore[override]
+        xc_ND = x_ND - b_dec_D
+        ctx.save_for_backward(xc_ND, W_enc_DS)
+        return torch.addmm(b_enc_S, xc_ND, W_enc_DS)
+
+    @staticmethod
+    def backward(ctx, g_NS):  # type: ignore[override]
+        xc_ND, W_enc_DS = ctx.saved_tensors
+        gb_enc_S = g_NS.sum(0)
+        return None, -(W_enc_DS @ gb_enc_S), xc_ND.t() @ g_NS, gb_enc_S
 
 
 def _dead_index(dead_mask_S: Tensor | None) -> Tensor | None:

@@ -20,6 +20,7 @@ whose ``.json`` is missing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -141,8 +142,6 @@ def finalize_store(folder: str | Path) -> bool:
         "path": sk["path"] if len(sk) else pd.Series(dtype=str),
         "reason": [reason for _, reason in skipped],
     })
-    import hashlib
-
     meta = dict(request)
     meta.update({
         "n_images": len(man),

@@ -224,7 +224,8 @@ class _SAETrainer:
     def __init__(self, cfg: SAEConfig, tcfg: TrainConfig, device: torch.device) -> None:
         self.cfg, self.tcfg, self.device = cfg, tcfg, device
         self.sae = SparseAutoencoder(cfg).to(device)
-        self.opt = torch.optim.Adam(self.sae.parameters(), lr=tcfg.lr, betas=tuple(tcfg.adam_betas))
+        fused = device.type in ("cpu", "cuda")
+        self.opt = torch.optim.Adam(self.sae.parameters(), lr=tcfg.lr, betas=tuple(tcfg.adam_betas), fused=fused)
         S = cfg.d_sae
         self.since_fired = torch.zeros(S, dtype=torch.long, device=device)
         self.last_density = 1.0

@@ -33,7 +33,8 @@ import json
 import matplotlib.pyplot as plt
 
 history = pipe.train_history()
-print(json.dumps({"sae": pipe.profile.sae.to_dict(), "train": pipe.profile.train.to_dict()}, indent=1)[:1500])
+print("SAE:", pipe.profile.sae.to_json(indent=None))
+print("training:", pipe.profile.train.to_json(indent=None))
 cols = [c for c in ("step", "mse", "explained_variance", "l1", "l0", "dead_frac", "dense_frac") if c in history]
 print(history[cols].round(3).iloc[[0, len(history) // 2, -1]].to_string(index=False))
 
@@ -46,3 +47,21 @@ for ax, col in zip(axes, ["mse", "l0", "explained_variance", "dead_frac"]):
 fig.suptitle(f"SAE training ({pipe.tag()})", y=1.05)
 pipe.save_figure(fig, "sae_training")
 plt.show()
+
+# %% [markdown]
+# Ghost grads: the same run without them. The paper reports a dead fraction of 0.92 without and
+# 0.57 with ghost grads (latents that have not fired for 64 steps are dead).
+
+# %%
+no_ghost = pipe.train_history(pipe.profile.sae.replace(use_ghost_grads=False))
+fig, ax = plt.subplots(figsize=(4.5, 3))
+ax.plot(history["step"], history["dead_frac"], label="ghost grads (paper)")
+ax.plot(no_ghost["step"], no_ghost["dead_frac"], label="no ghost grads")
+ax.set_xlabel("step")
+ax.set_ylabel("dead fraction")
+ax.legend()
+ax.set_title(f"dead latents ({pipe.tag()})", fontsize=9)
+pipe.save_figure(fig, "sae_ghost_grads")
+plt.show()
+print(f"final dead fraction: {history['dead_frac'].iloc[-1]:.2f} with ghost grads, "
+      f"{no_ghost['dead_frac'].iloc[-1]:.2f} without; final L0 {history['l0'].iloc[-1]:.1f} vs {no_ghost['l0'].iloc[-1]:.1f}")

@@ -53,10 +53,9 @@ for r, latent in enumerate(show):
         stats, man = refs[d]
         ref = reference_images(stats, int(latent), n_images, man)
         imgs = [np.asarray(load_image(p)) for p in ref["path"]]
-        titles = [f"{lab}\n{a:.2f}" for lab, a in zip(ref["label"], ref["activation"])]
+        titles = [f"{d if r == 0 and j == 0 else ''}\n{str(lab)[:14]}\n{a:.2f}"
+                  for j, (lab, a) in enumerate(zip(ref["label"], ref["activation"]))]
         plots.plot_reference_images(axes[r, c * n_images:(c + 1) * n_images], imgs, titles)
-        if r == 0:
-            axes[r, c * n_images].text(0, -0.6, d, transform=axes[r, c * n_images].transAxes, fontsize=9, weight="bold")
     axes[r, 0].text(-0.25, 0.5, f"latent {latent}", transform=axes[r, 0].transAxes, rotation=90, va="center", fontsize=8)
 fig.suptitle(f"Fig. 2B reference images per dataset ({pipe.tag()})", y=1.02)
 pipe.save_figure(fig, "fig2b_reference_images")

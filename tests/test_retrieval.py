@@ -64,6 +64,10 @@ def test_patch_latents_filter_and_top() -> None:
     assert list(df["dropped"]) == [True, False, False] and list(df["top"]) == [False, True, False]
     df2 = patch_latents(FakeSAE(4), tokens, 3, stats=stats, max_mean_act=None, max_sparsity=0.99, top_n=5)
     assert list(df2["dropped"]) == [False, True, False] and list(df2["top"]) == [True, False, True]
+    stats.patch_frequency = np.array([0.05, 0.01, 0.6, 0.0])
+    df3 = patch_latents(FakeSAE(4), tokens, 3, stats=stats, max_mean_act=None, max_patch_frequency=0.5, top_n=1)
+    assert list(df3["latent"]) == [1, 2, 0] and list(df3["dropped"]) == [False, True, False]
+    assert list(df3["top"]) == [True, False, False]
 
 
 def test_segmentation_modes() -> None:
