@@ -42,7 +42,11 @@ refresh-notebooks: $(BIN)/.installed
 	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.ipynb
 
 bench: $(BIN)/.installed
-	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f --quick || exit 1; done
+	$(BIN)/python benchmarks/bench_synth.py --n 100
+	$(BIN)/python benchmarks/bench_extract.py --n 32 --n-small 16 --repeats 2
+	$(BIN)/python benchmarks/bench_extract.py --n 32 --n-small 16 --repeats 2 --layer 1
+	$(BIN)/python benchmarks/bench_sae.py --quick
+	$(BIN)/python benchmarks/bench_encode.py
 
 clean-runs:
 	rm -rf runs

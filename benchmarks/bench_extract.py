@@ -75,7 +75,7 @@ def child(args: argparse.Namespace) -> None:
     from cytosae.extract import ExtractConfig, extract_tokens, resolve_device
 
     man = load_manifest("mll23", args.data).iloc[: args.child_n].reset_index(drop=True)
-    bb = BackboneConfig(arch=args.arch)
+    bb = BackboneConfig(arch=args.arch, layer=args.layer)
     cfg = ExtractConfig(batch_size=args.batch_size, shard_size=args.shard_size, num_workers=args.workers,
                         device=args.device, precision=args.precision, num_threads=args.threads)
     device = resolve_device(cfg.device)
@@ -155,6 +155,7 @@ def bf16_check(arch: str, k: int, data: Path) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="dinobloom-b")
+    p.add_argument("--layer", type=int, default=-2, help="hooked block (paper -2; default profile 1)")
     p.add_argument("--n", type=int, default=64, help="images for the speed comparison")
     p.add_argument("--n-small", type=int, default=32, help="smaller image count for the RSS check")
     p.add_argument("--batch-size", type=int, default=16)
@@ -177,7 +178,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = make_images(Path(tmp) / "mll23", max(args.n, args.n_small, args.bf16_check))
-        print(f"arch {args.arch} (random init), {args.n} TIFFs 288 px, batch {args.batch_size}, "
+        print(f"arch {args.arch} (random init), tokens of blocks[{args.layer}], {args.n} TIFFs 288 px, batch {args.batch_size}, "
               f"cpus {os.cpu_count()}, torch threads {torch.get_num_threads()}, "
               f"cpu capability {torch.backends.cpu.get_cpu_capability()}")
         if args.bf16_check:
@@ -188,7 +189,7 @@ def main() -> None:
         rss = {}
         for n in (args.n_small, args.n):
             cmd = [sys.executable, __file__, "--data", str(data), "--child-n", str(n)] + [
-                f"--{k}={v}" for k, v in (("arch", args.arch), ("batch-size", args.batch_size),
+                f"--{k}={v}" for k, v in (("arch", args.arch), ("layer", args.layer), ("batch-size", args.batch_size),
                                           ("shard-size", args.shard_size), ("workers", args.workers),
                                           ("threads", args.threads), ("device", args.device),
                                           ("precision", args.precision))]
@@ -200,7 +201,7 @@ def main() -> None:
         from cytosae.extract import ExtractConfig, extract_tokens, resolve_device
 
         man = load_manifest("mll23", data).iloc[: args.n].reset_index(drop=True)
-        bb = BackboneConfig(arch=args.arch)
+        bb = BackboneConfig(arch=args.arch, layer=args.layer)
         cfg = ExtractConfig(batch_size=args.batch_size, shard_size=args.shard_size,
                             num_workers=args.workers, device=args.device, precision=args.precision,
                             num_threads=args.threads)

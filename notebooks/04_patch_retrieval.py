@@ -58,7 +58,7 @@ hits = retrieval.patch_latents(pipe.sae, tokens, patch, stats=stats, top_n=top_n
                                max_patch_frequency=max_patch_frequency)
 print(f"image {man['image_id'][image_index]}, patch {patch} (row {patch // 16}, col {patch % 16}) -> token {retrieval.patch_to_token(patch)}")
 print(f"{len(hits)} latents active on the patch, {int(hits['dropped'].sum())} dropped as firing everywhere")
-print(hits.head(12).round(3).to_string(index=False))
+print(hits[~hits["dropped"]].head(8).round(3).to_string(index=False))
 
 # %%
 image = retrieval.load_image(man["path"][image_index])

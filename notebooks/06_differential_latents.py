@@ -50,8 +50,8 @@ print(diff.groupby("direction").head(5).round(3).to_string(index=False))
 
 # %%
 refs = differential.differential_reference_images(diff.groupby("direction").head(n_show), stats, n_images, man)
-fig = plt.figure(figsize=(12, 5))
-gs = fig.add_gridspec(2 * n_show, 1 + n_images, width_ratios=[4] + [1] * n_images)
+fig = plt.figure(figsize=(12, 7.5))
+gs = fig.add_gridspec(2 * n_show, 1 + n_images, width_ratios=[4] + [1] * n_images, wspace=0.3, hspace=0.5)
 ax = fig.add_subplot(gs[:, 0])
 plots.plot_differential(ax, D_DS, diseases, d1, d2, diff)
 ax.set_title(f"Fig. 5A disease barcodes ({pipe.tag()})", fontsize=9)

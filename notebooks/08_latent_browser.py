@@ -45,5 +45,6 @@ browser.widget
 
 # %%
 fig = browser.render(int(browser.latents[0]))
+fig.suptitle(f"{fig._suptitle.get_text() if fig._suptitle else ''} ({pipe.tag()})", y=1.02)
 pipe.save_figure(fig, "latent_browser_example")
 plt.show()
