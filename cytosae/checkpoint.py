@@ -31,6 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from cytosae.atomic import atomic_dir, atomic_write_text
 from cytosae.sae import SAEConfig, SparseAutoencoder, config_from_dict
 
 log = logging.getLogger(__name__)
@@ -49,22 +50,6 @@ class CheckpointError(ValueError):
 
 
 # --------------------------------------------------------------------------------------- helpers
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def atomic_save_tensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """``safetensors`` save through a temp file + ``os.replace``."""
     path = Path(path)
@@ -176,19 +161,11 @@ def save_state_dir(root: Path, name: str, tensors: dict[str, dict[str, Tensor]],
     ``state.json``. Older state folders are removed after the pointer moved.
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-    try:
+    final = root / name
+    with atomic_dir(final) as tmp:
         for stem, ts in tensors.items():
             save_file({k: v.detach().contiguous().cpu() for k, v in ts.items()}, str(tmp / f"{stem}.safetensors"))
         (tmp / "state.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        final = root / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     atomic_write_text(root / "LATEST", json.dumps({"state": name}) + "\n")
     for other in root.iterdir():
         if other.is_dir() and other.name != name:

@@ -19,13 +19,12 @@ import argparse
 import functools
 import json
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from cytosae import __version__
+from cytosae.atomic import atomic_dir
 from cytosae.config import digest
 from cytosae.paths import runs_root
 from cytosae.profiles import DATASETS, Profile, get_profile
@@ -42,6 +41,23 @@ log = logging.getLogger(__name__)
 DONE = "DONE"
 
 
+def code_digest(*modules: str) -> str:
+    """Digest of the source files of the named modules/packages, so a code change invalidates
+    the cached artifacts it produced (the version number alone would not)."""
+    import hashlib
+    import importlib
+
+    h = hashlib.sha256()
+    for name in modules:
+        mod = importlib.import_module(name)
+        files = ([Path(mod.__file__)] if not hasattr(mod, "__path__")
+                 else sorted(Path(next(iter(mod.__path__))).glob("*.py")))
+        for f in files:
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def cached_dir(root: Path, key: str, build: Callable[[Path], None]) -> Path:
     """Return ``root/key``, building it with ``build(tmp_dir)`` first when incomplete.
 
@@ -52,18 +68,13 @@ def cached_dir(root: Path, key: str, build: Callable[[Path], None]) -> Path:
     final = root / key
     if (final / DONE).is_file():
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
-    try:
+    with atomic_dir(final) as tmp:
         build(tmp)
         (tmp / DONE).write_text(json.dumps({"cytosae": __version__}) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
+
+
+_SAE_CODE = ("cytosae.sae", "cytosae.train", "cytosae.sparse_ops", "cytosae.geomedian")
 
 
 class Pipeline:
@@ -116,7 +127,7 @@ class Pipeline:
         cfg = self.profile.synth
         if cfg is None:
             raise RuntimeError(f"profile {self.profile.name!r} has no synthetic world")
-        key = digest("synth", __version__, cfg.to_dict())
+        key = digest("synth", __version__, code_digest("cytosae.synth"), cfg.to_dict())
 
         def build(tmp: Path) -> None:
             write_all(tmp, cfg, progress=self.progress)
@@ -161,7 +172,8 @@ class Pipeline:
         p = self.profile
         cfg = sae_cfg or p.sae
         store = self.tokens(p.train_dataset)
-        key = digest("sae", __version__, cfg.to_dict(), p.train.to_dict(), store.digest)
+        key = digest("sae", __version__, code_digest(*_SAE_CODE), cfg.to_dict(), p.train.to_dict(),
+                     store.digest)
         work = self.runs / "sae" / f"work-{key}"
 
         def build(tmp: Path) -> None:
@@ -196,7 +208,8 @@ class Pipeline:
         p = self.profile
         store = self.tokens(name)
         sae_key = self.sae_dir().name
-        key = digest("stats", __version__, sae_key, store.digest, p.tau, p.top_k)
+        key = digest("stats", __version__, code_digest("cytosae.latents"), sae_key, store.digest,
+                     p.tau, p.top_k)
 
         def build(tmp: Path) -> None:
             stats = encode_pass(self.sae, store, tau=p.tau, top_k=p.top_k, progress=self.progress)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cytosae.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
 from cytosae.datasets import MANIFEST_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -53,24 +54,6 @@ def shard_name(k: int) -> str:
     return f"shard_{k:05d}"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a unique temp file in the same folder + ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def json_text(obj: Any) -> str:

@@ -29,3 +29,20 @@ def test_cached_dir_crash_leaves_nothing_that_looks_complete(tmp_path):
     assert list(tmp_path.iterdir()) == []  # the temporary folder is gone too
     out = cached_dir(tmp_path, "k2", lambda d: (d / "ok").write_text("1"))
     assert (out / "ok").read_text() == "1"
+
+
+def test_code_digest_changes_with_the_source(tmp_path, monkeypatch):
+    import sys
+
+    from cytosae.pipeline import code_digest
+
+    pkg = tmp_path / "fakepkg_cd"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = code_digest("fakepkg_cd")
+    assert code_digest("fakepkg_cd") == before
+    (pkg / "a.py").write_text("X = 2\n")
+    sys.modules.pop("fakepkg_cd", None)
+    assert code_digest("fakepkg_cd") != before

@@ -12,8 +12,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from cytosae.atomic import atomic_dir
 from cytosae.synth.cohort import Patient, make_cohort, metadata_frame
 from cytosae.synth.config import SYNTH_DATASETS, SynthConfig
 from cytosae.synth.groundtruth import GroundTruthWriter
@@ -259,13 +258,9 @@ def write_dataset(name: str, out: Path, cfg: SynthConfig, *, bar: tqdm | None = 
                 return root
         except (OSError, json.JSONDecodeError):
             pass
-    out.mkdir(parents=True, exist_ok=True)
-    tmp_top = out / f".{top.name}.tmp-{os.getpid()}"
-    if tmp_top.exists():
-        shutil.rmtree(tmp_top)
-    tmp_root = tmp_top / Path(DATASET_ROOT[name]).relative_to(top.name)
-    tmp_root.mkdir(parents=True)
-    try:
+    with atomic_dir(top) as tmp_top:
+        tmp_root = tmp_top / Path(DATASET_ROOT[name]).relative_to(top.name)
+        tmp_root.mkdir(parents=True, exist_ok=True)
         gt = GroundTruthWriter(tmp_root, name, {"synth_config": cfg.to_dict()})
         for i, job in enumerate(jobs):
             scene = render_job(name, cfg, i, job)
@@ -276,12 +271,6 @@ def write_dataset(name: str, out: Path, cfg: SynthConfig, *, bar: tqdm | None = 
         gt.close()
         _extras(name, tmp_root, cfg, jobs)
         (tmp_top / _MARKER).write_text(json.dumps(marker) + "\n")
-        if top.exists():
-            shutil.rmtree(top)
-        os.replace(tmp_top, top)
-    except BaseException:
-        shutil.rmtree(tmp_top, ignore_errors=True)
-        raise
     log.info("wrote synthetic %s: %d images under %s", name, len(jobs), root)
     return root
 
