@@ -60,7 +60,13 @@ class LatentBrowser:
         self.last_latent: int | None = None
         self.slider.observe(self._on_change, names="value")
         self.widget = w.VBox([self.slider, self.output])
-        self._show(0)
+        # nothing is drawn until the browser is displayed: drawing into an Output widget where no
+        # front end is listening (papermill, nbval) would leak into the creating cell's outputs
+
+    def show(self) -> Any:
+        """Draw the current latent into the widget and return the widget, for display."""
+        self._show(int(self.slider.value))
+        return self.widget
 
     def render(self, latent: int) -> Any:
         """A matplotlib Figure with the latent's reference images and statistics (pure)."""
@@ -101,4 +107,4 @@ class LatentBrowser:
     def _ipython_display_(self) -> None:  # pragma: no cover - notebook only
         from IPython.display import display
 
-        display(self.widget)
+        display(self.show())

@@ -41,7 +41,7 @@ browser = LatentBrowser(stats, lambda i: np.asarray(load_image(paths[i])), thres
 print(f"{len(browser.latents)} latents above log10 mean activation {pipe.profile.threshold}")
 
 # %% tags=["nbval-ignore-output"]
-browser.widget
+browser.show()
 
 # %%
 fig = browser.render(int(browser.latents[0]))

@@ -36,7 +36,8 @@ def test_sorted_latents() -> None:
 
 def test_render_and_slider() -> None:
     b = LatentBrowser(STATS, loader, n_images=2)
-    assert b.last_latent == 2 and b.slider.max == 1
+    assert b.last_latent is None and b.slider.max == 1  # nothing drawn before display
+    assert b.show() is b.widget and b.last_latent == 2
     fig = b.render(0)
     shown = [ax.images[0].get_array()[0, 0, 0] for ax in fig.axes if ax.images]
     assert shown == [100, 50]  # images 1 then 0, by activation
