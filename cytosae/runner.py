@@ -108,6 +108,7 @@ def run_notebooks(folder: Path, *, profile: str = "default", select: Sequence[st
     """Run notebooks in order; return seconds per notebook."""
     from tqdm.auto import tqdm
 
+    logging.getLogger("papermill").setLevel(logging.WARNING)  # one line per notebook is ours
     params = {"profile": profile, **(extra or {})}
     if inplace and profile != "default":
         raise ValueError("--inplace refreshes committed outputs, which come from the 'default' profile")

@@ -64,6 +64,9 @@ print(hits[~hits["dropped"]].head(8).round(3).to_string(index=False))
 image = retrieval.load_image(man["path"][image_index])
 datasets = list(pipe.profile.eval_datasets)
 latents = hits.loc[hits["top"], "latent"].to_numpy()
+if len(latents) == 0:  # every active latent fires everywhere (tiny smoke runs): show the strongest
+    print("no latent passed the 'fires everywhere' filter; showing the most active ones instead")
+    latents = hits["latent"].to_numpy()[:top_n]
 fig, axes = plt.subplots(len(latents), 1 + len(datasets) * n_images, figsize=(1.25 * (1 + len(datasets) * n_images), 1.5 * len(latents)),
                          squeeze=False)
 for r, latent in enumerate(latents):

@@ -52,12 +52,14 @@ def test_banner_says_synthetic_and_random_init(smoke_pipeline):
 
 
 @pytest.mark.slow
-def test_landscape_notebook_runs_on_smoke_and_writes_its_figure(smoke_pipeline, smoke_env):
-    from cytosae.runner import default_notebook_dir, run_notebooks
+def test_every_notebook_runs_on_smoke_and_writes_its_figures(smoke_pipeline, smoke_env):
+    from cytosae.runner import default_notebook_dir, list_notebooks, run_notebooks
 
-    times = run_notebooks(default_notebook_dir(), profile="smoke", select=["02_latent_landscape"],
-                          out_dir=smoke_env["CYTOSAE_RUNS"] / "executed")
-    assert list(times) == ["02_latent_landscape.ipynb"]
+    folder = default_notebook_dir()
+    times = run_notebooks(folder, profile="smoke", out_dir=smoke_env["CYTOSAE_RUNS"] / "executed")
+    assert list(times) == [p.name for p in list_notebooks(folder)] and len(times) >= 9
     figs = smoke_env["CYTOSAE_FIGURES"]
-    for ext in ("png", "pdf"):
-        assert (figs / f"fig2a_latent_landscape_smoke.{ext}").stat().st_size > 1000
+    for name in ("synthetic_gallery", "sae_training", "fig2a_latent_landscape", "fig2b_reference_images",
+                 "fig3_patch_retrieval", "fig4_probe", "fig5_differential_latents", "concept_recovery"):
+        for ext in ("png", "pdf"):
+            assert (figs / f"{name}_smoke.{ext}").stat().st_size > 1000, name
