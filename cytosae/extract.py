@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cytosae.paths import runs_root
 from cytosae.backbone import (
     ARCHS,
     PREPROCESSING,
@@ -149,12 +150,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if cpu_has_fast_bf16() else "fp32"
-
-
-def default_runs_root() -> Path:
-    """``$CYTOSAE_RUNS`` or ``<repo>/runs``."""
-    env = os.environ.get("CYTOSAE_RUNS", "").strip()
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "runs"
 
 
 # --------------------------------------------------------------------------- store key
@@ -455,7 +450,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if world > 1 and device in ("auto", "cuda") and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # one GPU per torchrun process
         cfg = cfg.replace(device=device)
-    runs = args.runs if args.runs is not None else default_runs_root()
+    runs = args.runs if args.runs is not None else runs_root()
     if world > 1 and rank != 0:
         folder = extract_rank(manifest, bb, runs, cfg, progress=not args.no_progress)
         print(folder)
