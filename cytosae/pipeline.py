@@ -109,9 +109,12 @@ class Pipeline:
 
     def tag(self) -> str:
         """Short label for figure titles."""
-        return "SYNTHETIC data, random-init DinoBloom" if self.synthetic else "real data"
+        parts = ["SYNTHETIC data" if self.synthetic else "real data"]
+        if self.profile.backbone.weights == "random":
+            parts.append("random-init DinoBloom")
+        return ", ".join(parts)
 
-    def save_figure(self, fig: Any, name: str) -> list[Path]:
+    def save_figure(self, fig: Any, name: str) -> tuple[Path, Path]:
         """Write ``fig`` to ``figures/`` as PNG and PDF (suffixed with the profile unless default)."""
         from cytosae.paths import figures_dir
         from cytosae.plots import save_figure
