@@ -43,8 +43,8 @@ refresh-notebooks: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_synth.py --n 100
-	$(BIN)/python benchmarks/bench_extract.py --n 32 --n-small 16 --repeats 2
-	$(BIN)/python benchmarks/bench_extract.py --n 32 --n-small 16 --repeats 2 --layer 1
+	$(BIN)/python benchmarks/bench_extract.py --n 32 --n-small 16 --repeats 2 --stages
+	$(BIN)/python benchmarks/bench_extract.py --n 32 --n-small 16 --repeats 2 --layer 1 --stages
 	$(BIN)/python benchmarks/bench_sae.py --quick
 	$(BIN)/python benchmarks/bench_encode.py
 

@@ -14,6 +14,7 @@ Usage::
 
     python benchmarks/bench_sae.py --quick          # a few minutes on 2 idle cores
     python benchmarks/bench_sae.py --images 8 --steps 5
+    python benchmarks/bench_sae.py --device cuda --images 64 --steps 10 --expansions 64 --bf16-expansion 64
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ from torch import Tensor
 
 from cytosae.sae import SAEConfig
 from cytosae.train import TrainConfig, _SAETrainer
+
+DEVICE = torch.device("cpu")  # set by --device
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 # --------------------------------------------------------------------------------------- baseline
@@ -83,8 +91,10 @@ def timeit(fn: Callable[[int], object], steps: int, warm: int = 1) -> float:
         fn(s)
     times = []
     for s in range(warm, warm + steps):
+        _sync()
         t0 = time.perf_counter()
         fn(s)
+        _sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -96,10 +106,13 @@ def timeit_pair(fa: Callable[[int], object], fb: Callable[[int], object], steps:
         fb(s)
     ta, tb = [], []
     for s in range(warm, warm + steps):
+        _sync()
         t0 = time.perf_counter()
         fa(s)
+        _sync()
         t1 = time.perf_counter()
         fb(s)
+        _sync()
         t2 = time.perf_counter()
         ta.append(t1 - t0)
         tb.append(t2 - t1)
@@ -109,11 +122,11 @@ def timeit_pair(fa: Callable[[int], object], fb: Callable[[int], object], steps:
 def gemm_roofline(N: int, d: int, S: int, steps: int, dtype: torch.dtype = torch.float32) -> tuple[float, float]:
     """Seconds of the 5 GEMMs of a dense step, and of the encoder GEMM alone."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(N, d, generator=g).to(dtype)
-    We = torch.randn(d, S, generator=g).to(dtype) * 0.01
-    Wd = torch.randn(S, d, generator=g).to(dtype) * 0.01
+    x = torch.randn(N, d, generator=g).to(DEVICE, dtype)
+    We = torch.randn(d, S, generator=g).to(DEVICE, dtype) * 0.01
+    Wd = torch.randn(S, d, generator=g).to(DEVICE, dtype) * 0.01
     f = torch.relu(x @ We)
-    gx = torch.randn(N, d, generator=g).to(dtype)
+    gx = torch.randn(N, d, generator=g).to(DEVICE, dtype)
     enc = timeit(lambda _: x @ We, steps)
     dec = timeit(lambda _: f @ Wd, steps)
     gf = timeit(lambda _: gx @ Wd.T, steps)
@@ -126,8 +139,8 @@ def make_state(d: int, expansion: int, N: int, regime: str, density: float, dead
     cfg = SAEConfig(d_in=d, expansion_factor=expansion, b_dec_init="zeros", seed=seed)
     S = cfg.d_sae
     g = torch.Generator().manual_seed(seed + 1)
-    x = torch.randn(N, d, generator=g) + 0.1
-    tr = _SAETrainer(cfg, TrainConfig(), torch.device("cpu"))
+    x = (torch.randn(N, d, generator=g) + 0.1).to(DEVICE)
+    tr = _SAETrainer(cfg, TrainConfig(device=str(DEVICE)), DEVICE)
     n_dead = int(dead_frac * S)
     with torch.no_grad():
         if regime == "sparse":
@@ -173,7 +186,7 @@ def bench_bf16(expansion: int, args: argparse.Namespace) -> dict:
     dead = tr32.since_fired > cfg.dead_feature_window
     with torch.no_grad():
         l32 = tr32.sae.losses(x, dead)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
             l16 = tr16.sae.losses(x, dead)
     t32, t16 = timeit_pair(lambda s: tr32.step(x, s), lambda s: tr16.step(x, s), args.bf16_steps)
     row = {
@@ -204,7 +217,10 @@ def main() -> None:
     p.add_argument("--bf16-steps", type=int, default=0, help="timed steps for the bf16 line (0: --steps)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--json", default="", help="write the rows to this file")
+    p.add_argument("--device", default="cpu", help="cpu | cuda[:N]")
     args = p.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     if args.quick:
         args.images, args.steps = 2, 2
         args.bf16_images, args.bf16_steps = args.bf16_images or 1, args.bf16_steps or 1
@@ -212,7 +228,8 @@ def main() -> None:
     args.bf16_steps = args.bf16_steps or args.steps
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, d={args.d}, "
+    where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, d={args.d}, "
           f"{args.images * 257} tokens/step, dead fraction {args.dead_frac}", flush=True)  # fmt: skip
     rows = []
     for e in args.expansions:

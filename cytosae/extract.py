@@ -13,9 +13,11 @@ import argparse
 import dataclasses
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,6 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cytosae.paths import runs_root
 from cytosae.backbone import (
     ARCHS,
     PREPROCESSING,
@@ -39,6 +40,7 @@ from cytosae.backbone import (
 from cytosae.config import JsonConfig, digest
 from cytosae.datasets import MANIFEST_COLUMNS, manifest_digest, validate_manifest
 from cytosae.imageio import ALPHA_MODES, ImageReadError, try_read_rgb
+from cytosae.paths import runs_root
 from cytosae.tokens import (
     STORE_SCHEMA_VERSION,
     IncompleteStoreError,
@@ -62,7 +64,8 @@ class ExtractConfig(JsonConfig):
     Attributes:
         batch_size: images per forward pass (batches never cross a shard).
         shard_size: images per shard file (part of the store key).
-        num_workers: DataLoader decode workers; -1 = ``min(2, cpus)``, 0 = in-process.
+        num_workers: DataLoader decode workers; -1 = :func:`default_workers` (CPU: ``min(2, cpus)``;
+            CUDA: every core but one), 0 = in-process.
         device: ``auto`` (cuda if available) | ``cpu`` | ``cuda`` | ``cuda:N``.
         precision: ``auto`` (bf16 only where the hardware runs it fast: CUDA with bf16, or a
             CPU with AMX / AVX512-BF16) | ``fp32`` | ``bf16`` (part of the store key).
@@ -241,6 +244,118 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
+def image_loader(paths: list[str], batches: list[list[int]], *, img_size: int = 224, alpha: str = "drop",
+                 workers: int = 0, device: torch.device | str = "cpu") -> DataLoader:
+    """The decoding half of extraction: batches of ``{"rows", "pixels" (B, 3, S, S) uint8, "skipped"}``.
+
+    ``batches`` lists the row indices of each batch; unreadable images come back in
+    ``skipped`` as ``(row, reason)``. Used by :func:`extract_rank` and the benchmark.
+    """
+    return DataLoader(
+        _ImageDataset(paths, img_size, alpha),
+        batch_sampler=batches, num_workers=workers, collate_fn=_collate,
+        worker_init_fn=_worker_init if workers > 0 else None,
+        pin_memory=torch.device(device).type == "cuda", prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+
+def default_workers(device: torch.device) -> int:
+    """Decode workers for ``num_workers=-1``.
+
+    On CUDA every core but one decodes (the GPU outruns decoding, so decoding sets the pace);
+    on a CPU two workers overlap decoding with a forward that needs the cores itself.
+    """
+    cpus = available_cpus()
+    if device.type == "cuda":
+        return max(1, min(cpus - 1, 32))
+    return min(2, cpus)
+
+
+class _HostCopy:
+    """Tokens of one batch on their way to the host as float16.
+
+    On CUDA the copy goes into pinned memory without blocking and is waited for only in
+    :meth:`result`, one batch later, so the GPU computes the next batch meanwhile. The finite
+    check runs on the device and travels with the copy (no extra synchronisation).
+    """
+
+    def __init__(self, tokens_BTD: torch.Tensor) -> None:
+        t16 = tokens_BTD.float().to(torch.float16)
+        finite = torch.isfinite(t16).all()
+        self._event: torch.cuda.Event | None = None
+        if t16.device.type == "cuda":
+            self._host = torch.empty(t16.shape, dtype=torch.float16, pin_memory=True)
+            self._finite = torch.empty((), dtype=torch.bool, pin_memory=True)
+            self._host.copy_(t16, non_blocking=True)
+            self._finite.copy_(finite, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record()
+        else:
+            self._host, self._finite = t16.cpu(), finite
+
+    def result(self) -> np.ndarray | None:
+        """The (B, T, D) float16 array, or None when a value is not finite."""
+        if self._event is not None:
+            self._event.synchronize()
+        return self._host.numpy() if bool(self._finite) else None
+
+
+@dataclasses.dataclass
+class _InFlight:
+    """One batch between its forward and its shard."""
+
+    k: int
+    rows: list[int]
+    skipped: list[list[Any]]
+    n: int
+    tokens: _HostCopy | None
+
+
+class _ShardWriter:
+    """Writes completed shards on a background thread, in order, so that decoding and the next
+    forward overlap the write and its fsync; at most ``depth`` shards wait in memory.
+
+    The first error (including one raised by ``on_written``) stops the writer: no later shard is
+    written, and the error is raised in the caller at its next :meth:`put` or at :meth:`close`.
+    """
+
+    def __init__(self, folder: Path, on_written: Callable[[int], None] | None, depth: int = 2) -> None:
+        self._folder, self._on_written = folder, on_written
+        self._queue: queue.Queue[tuple[int, np.ndarray, dict[str, Any]] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="cytosae-shard-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain without writing after a failure
+            k, arr, info = item
+            try:
+                write_shard(self._folder, k, arr, info)
+                if self._on_written is not None:
+                    self._on_written(k)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+                self._error = e
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def put(self, k: int, arr: np.ndarray, info: dict[str, Any]) -> None:
+        self._raise()
+        self._queue.put((k, arr, info))
+
+    def close(self, *, reraise: bool = True) -> None:
+        """Wait until every queued shard is written (or dropped after an error)."""
+        self._queue.put(None)
+        self._thread.join()
+        if reraise:
+            self._raise()
+
+
 # --------------------------------------------------------------------------- extraction
 
 
@@ -316,13 +431,9 @@ def extract_rank(manifest: pd.DataFrame, backbone: BackboneConfig, runs_root: st
         rows_in_shard[k] = hi - lo
         batches.extend(list(range(b, min(b + cfg.batch_size, hi))) for b in range(lo, hi, cfg.batch_size))
     n_todo = sum(rows_in_shard.values())
-    workers = min(2, available_cpus()) if cfg.num_workers < 0 else cfg.num_workers
-    loader = DataLoader(
-        _ImageDataset(manifest["path"].astype(str).tolist(), backbone.img_size, cfg.alpha),
-        batch_sampler=batches, num_workers=workers, collate_fn=_collate,
-        worker_init_fn=_worker_init if workers > 0 else None,
-        pin_memory=device.type == "cuda", prefetch_factor=4 if workers > 0 else None,
-    )
+    workers = default_workers(device) if cfg.num_workers < 0 else cfg.num_workers
+    loader = image_loader(manifest["path"].astype(str).tolist(), batches, img_size=backbone.img_size,
+                          alpha=cfg.alpha, workers=workers, device=device)
     autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
                 if precision == "bf16" else nullcontext())
     prev_threads = torch.get_num_threads()
@@ -332,42 +443,66 @@ def extract_rank(manifest: pd.DataFrame, backbone: BackboneConfig, runs_root: st
              torch.get_num_threads())
     t0 = time.perf_counter()
     n_skipped = 0
-    cur: dict[str, Any] = {"k": None, "tokens": [], "rows": [], "skipped": [], "seen": 0}
+    shard: dict[str, Any] = {"k": None, "tokens": [], "rows": [], "skipped": [], "seen": 0}
     bar = tqdm(total=n_todo, unit="img", desc=f"extract {request['store_key'][:8]}", disable=not progress)
+    writer = _ShardWriter(folder, on_shard_written)
+
+    def finish(item: _InFlight) -> None:
+        """Collect a batch whose tokens are on the host; hand a completed shard to the writer."""
+        nonlocal shard
+        if shard["k"] != item.k:
+            shard = {"k": item.k, "tokens": [], "rows": [], "skipped": [], "seen": 0}
+        shard["skipped"].extend(item.skipped)
+        if item.tokens is not None:
+            t16 = item.tokens.result()
+            if t16 is None:
+                raise FloatingPointError(f"non-finite tokens (fp16 overflow?) in shard {item.k} of {folder}")
+            shard["tokens"].append(t16)
+            shard["rows"].extend(item.rows)
+        shard["seen"] += item.n
+        bar.update(item.n)
+        if shard["seen"] == rows_in_shard[item.k]:
+            arr = (np.concatenate(shard["tokens"]) if shard["tokens"]
+                   else np.zeros((0, model.n_tokens, model.d_model), np.float16))
+            writer.put(item.k, arr, {"shard": item.k, "rows": shard["rows"], "skipped": shard["skipped"]})
+
+    in_flight: _InFlight | None = None  # the previous batch: its copy to the host overlaps this forward
     try:
         with torch.inference_mode():
             for batch in loader:
                 first = batch["rows"][0] if batch["rows"] else batch["skipped"][0][0]
-                k = first // S
-                if cur["k"] != k:
-                    cur = {"k": k, "tokens": [], "rows": [], "skipped": [], "seen": 0}
+                skipped = []
                 for row, reason in batch["skipped"]:
                     if cfg.strict:
                         raise ImageReadError(manifest.at[row, "path"], reason)
                     log.warning("skipping unreadable image %s: %s", manifest.at[row, "path"], reason)
-                    cur["skipped"].append([int(row), reason])
+                    skipped.append([int(row), reason])
                     n_skipped += 1
+                tokens = None
                 if batch["pixels"] is not None:
                     # uint8 travels to the device (4x less than float32), normalised there
                     pixels = normalize_uint8(batch["pixels"].to(device, non_blocking=True))
                     with autocast:
-                        tokens_BTD = model(pixels)
-                    t16 = tokens_BTD.float().to(torch.float16).cpu().numpy()
-                    if not np.isfinite(t16).all():
-                        raise FloatingPointError(
-                            f"non-finite tokens (fp16 overflow?) in shard {k} of {folder}")
-                    cur["tokens"].append(t16)
-                    cur["rows"].extend(int(r) for r in batch["rows"])
-                nb = len(batch["rows"]) + len(batch["skipped"])
-                cur["seen"] += nb
-                bar.update(nb)
-                if cur["seen"] == rows_in_shard[k]:
-                    T, D = model.n_tokens, model.d_model
-                    arr = (np.concatenate(cur["tokens"]) if cur["tokens"]
-                           else np.zeros((0, T, D), np.float16))
-                    write_shard(folder, k, arr, {"shard": k, "rows": cur["rows"], "skipped": cur["skipped"]})
-                    if on_shard_written is not None:
-                        on_shard_written(k)
+                        tokens = _HostCopy(model(pixels))
+                item = _InFlight(k=first // S, rows=[int(r) for r in batch["rows"]], skipped=skipped,
+                                 n=len(batch["rows"]) + len(batch["skipped"]), tokens=tokens)
+                if in_flight is not None:
+                    previous, in_flight = in_flight, None
+                    finish(previous)
+                in_flight = item
+            if in_flight is not None:
+                previous, in_flight = in_flight, None
+                finish(previous)
+    except BaseException:
+        # nothing already done is lost: the batch before the failure and every completed shard
+        # still reach the disk (a failure inside finish() has already cleared in_flight)
+        if in_flight is not None:
+            with suppress(BaseException):
+                finish(in_flight)
+        writer.close(reraise=False)
+        raise
+    else:
+        writer.close()
     finally:
         bar.close()
         torch.set_num_threads(prev_threads)
@@ -420,7 +555,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-seed", type=int, default=0, help="seed of a random init")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--shard-size", type=int, default=256)
-    parser.add_argument("--workers", type=int, default=-1, help="decode workers (-1: min(2, cpus))")
+    parser.add_argument("--workers", type=int, default=-1, help="decode workers (-1: CPU min(2, cpus), CUDA cpus-1)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))

@@ -159,3 +159,53 @@ def test_cli(data_root: Path, tmp_path: Path, reference: TokenStore, capsys: pyt
     assert out[0] == str(tmp_path / "tokens" / reference.path.name)
     assert "RANDOM-INIT" in out[1] and "1 skipped" in out[1]
     assert _files(Path(out[0])) == _files(reference.path)
+
+
+def test_failure_keeps_completed_shards(manifest: pd.DataFrame, tmp_path: Path) -> None:
+    """A strict failure in shard j leaves shards 0..j-1 on disk, including shard j-1, which is
+    completed by the batch still in flight when the failure happens; a lenient rerun reuses them
+    and ends byte-identical to an uninterrupted run."""
+    cfg = CFG.replace(shard_size=4)  # the broken file (row 8) opens shard 2; batch [6, 7] closes shard 1
+    bad_row = int(manifest.index[manifest["path"].str.endswith("myeloblast_3b.tif")][0])
+    assert bad_row == 8 and bad_row % cfg.shard_size == 0, "fixture layout changed"
+    reference = extract_tokens(manifest, BB, tmp_path / "ref", cfg, progress=False)
+    with pytest.raises(ImageReadError):
+        extract_tokens(manifest, BB, tmp_path, cfg.replace(strict=True), progress=False)
+    folder = tmp_path / "tokens" / reference.path.name
+    assert sorted(p.name for p in folder.glob("shard_*.json")) == ["shard_00000.json", "shard_00001.json"]
+    written: list[int] = []
+    store = extract_tokens(manifest, BB, tmp_path, cfg, progress=False, on_shard_written=written.append)
+    assert written == [2]
+    assert _files(store.path) == _files(reference.path)
+
+
+def test_writer_error_stops_later_shards(manifest: pd.DataFrame, tmp_path: Path) -> None:
+    """An error on the writer thread reaches the caller and no later shard is written."""
+    def fail_at_0(k: int) -> None:
+        raise OSError(f"disk full after shard {k}")
+
+    with pytest.raises(OSError, match="disk full after shard 0"):
+        extract_tokens(manifest, BB, tmp_path, CFG, progress=False, on_shard_written=fail_at_0)
+    folder = store_path(manifest, BB, tmp_path, CFG)
+    assert [p.name for p in folder.glob("shard_*.npy")] == ["shard_00000.npy"]
+
+
+def test_default_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cytosae.extract as ex
+
+    monkeypatch.setattr(ex, "available_cpus", lambda: 16)
+    assert ex.default_workers(torch.device("cpu")) == 2
+    assert ex.default_workers(torch.device("cuda")) == 15
+    monkeypatch.setattr(ex, "available_cpus", lambda: 1)
+    assert ex.default_workers(torch.device("cpu")) == 1
+    assert ex.default_workers(torch.device("cuda")) == 1
+
+
+def test_fp16_overflow_is_an_error(manifest: pd.DataFrame, tmp_path: Path) -> None:
+    """Tokens beyond float16's range stop the run with the shard named; nothing is written."""
+    model = load_backbone(BB)
+    with torch.no_grad():
+        model.vit.patch_embed.proj.weight.mul_(1e9)
+    with pytest.raises(FloatingPointError, match=r"non-finite tokens \(fp16 overflow\?\) in shard 0"):
+        extract_tokens(manifest, BB, tmp_path, CFG, progress=False, model=model)
+    assert not list(store_path(manifest, BB, tmp_path, CFG).glob("shard_*"))
