@@ -209,3 +209,24 @@ def test_fp16_overflow_is_an_error(manifest: pd.DataFrame, tmp_path: Path) -> No
     with pytest.raises(FloatingPointError, match=r"non-finite tokens \(fp16 overflow\?\) in shard 0"):
         extract_tokens(manifest, BB, tmp_path, CFG, progress=False, model=model)
     assert not list(store_path(manifest, BB, tmp_path, CFG).glob("shard_*"))
+
+
+@pytest.mark.slow
+def test_torchrun_two_concurrent_ranks(data_root: Path, tmp_path: Path, reference: TokenStore) -> None:
+    """``torchrun --nproc_per_node 2 -m cytosae extract``: two ranks writing the same folder at
+    the same time (RANK/WORLD_SIZE from the environment) give one store, byte-identical to a
+    single process."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "cytosae", "extract", "--dataset", "mll23", "--root", str(data_root), "--arch", "tiny-test",
+           "--init-seed", "7", "--batch-size", "2", "--shard-size", "3", "--workers", "0", "--device", "cpu",
+           "--precision", "fp32", "--threads", "1", "--runs", str(tmp_path), "--no-progress", "--wait", "120"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    folder = tmp_path / "tokens" / reference.path.name
+    assert str(folder) in out.stdout  # rank 0 prints the finished store
+    assert _files(folder) == _files(reference.path)
+    shard_json = sorted(p.name for p in folder.glob("shard_*.json"))
+    assert len(shard_json) == reference.metadata["n_shards"]
