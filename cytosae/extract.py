@@ -16,8 +16,8 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
-from contextlib import nullcontext, suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +260,25 @@ def image_loader(paths: list[str], batches: list[list[int]], *, img_size: int = 
 
 
 
+@contextmanager
+def strict_fp32(enabled: bool = True) -> Iterator[None]:
+    """Turn TF32 off for CUDA matmuls and cuDNN convolutions while active.
+
+    PyTorch runs cuDNN convolutions (the patch embedding) in TF32 by default on Ampere and
+    newer GPUs; ``precision="fp32"`` means float32 throughout, as on a CPU. Restores the flags.
+    """
+    if not enabled:
+        yield
+        return
+    prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
+
+
 def default_workers(device: torch.device) -> int:
     """Decode workers for ``num_workers=-1``.
 
@@ -468,7 +487,7 @@ def extract_rank(manifest: pd.DataFrame, backbone: BackboneConfig, runs_root: st
 
     in_flight: _InFlight | None = None  # the previous batch: its copy to the host overlaps this forward
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), strict_fp32(precision == "fp32"):
             for batch in loader:
                 first = batch["rows"][0] if batch["rows"] else batch["skipped"][0][0]
                 skipped = []

@@ -230,3 +230,26 @@ def test_torchrun_two_concurrent_ranks(data_root: Path, tmp_path: Path, referenc
     assert _files(folder) == _files(reference.path)
     shard_json = sorted(p.name for p in folder.glob("shard_*.json"))
     assert len(shard_json) == reference.metadata["n_shards"]
+
+
+def test_fp32_turns_tf32_off_during_the_forward(manifest: pd.DataFrame, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """precision='fp32' means float32 throughout: TF32 is off while the backbone runs (cuDNN
+    enables it for convolutions by default) and the previous flags come back afterwards."""
+    model = load_backbone(BB)
+    seen: list[tuple[bool, bool]] = []
+    forward = model.forward
+
+    def spy(pixels: torch.Tensor) -> torch.Tensor:
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return forward(pixels)
+
+    monkeypatch.setattr(model, "forward", spy)
+    prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        extract_tokens(manifest, BB, tmp_path, CFG, progress=False, model=model)
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
+    assert seen and set(seen) == {(False, False)}
