@@ -223,7 +223,7 @@ def test_torchrun_two_concurrent_ranks(data_root: Path, tmp_path: Path, referenc
            "-m", "cytosae", "extract", "--dataset", "mll23", "--root", str(data_root), "--arch", "tiny-test",
            "--init-seed", "7", "--batch-size", "2", "--shard-size", "3", "--workers", "0", "--device", "cpu",
            "--precision", "fp32", "--threads", "1", "--runs", str(tmp_path), "--no-progress", "--wait", "120"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     folder = tmp_path / "tokens" / reference.path.name
     assert str(folder) in out.stdout  # rank 0 prints the finished store
