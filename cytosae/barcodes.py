@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OFFICIAL_DIVISOR", "image_counts", "patient_barcodes", "disease_barcodes", "barcodes_from_stats"]
+__all__ = ["OFFICIAL_DIVISOR", "barcodes_from_stats", "disease_barcodes", "image_counts", "patient_barcodes"]
 
 OFFICIAL_DIVISOR = 49152
 

@@ -227,7 +227,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     source: str = "<checkpoint>"
 
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D102
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) == (OFFICIAL_MODULE, OFFICIAL_CLASS):
             return OfficialConfigRecord
         if module == "torch" and name in _DTYPE_NAMES:

@@ -7,7 +7,8 @@ positive difference are returned, so fewer than N may come back.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LatentStats", "encode_pass", "label_entropy", "add_arguments", "run_cli"]
+__all__ = ["LatentStats", "add_arguments", "encode_pass", "label_entropy", "run_cli"]
 
 
 class _Encoder(Protocol):

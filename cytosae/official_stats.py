@@ -22,7 +22,7 @@ from cytosae.latents import LatentStats, label_entropy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_official_stats", "REQUIRED_FILES"]
+__all__ = ["REQUIRED_FILES", "load_official_stats"]
 
 REQUIRED_FILES = (
     "sae_sparsity.pt",
@@ -36,7 +36,7 @@ REQUIRED_FILES = (
 def _load(path: Path) -> np.ndarray:
     try:
         t = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - report which file failed
+    except Exception as exc:
         raise ValueError(f"could not read tensor file {path}: {exc}") from exc
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{path} does not hold a tensor (got {type(t).__name__})")

@@ -20,8 +20,9 @@ import functools
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from cytosae import __version__
 from cytosae.atomic import atomic_dir
@@ -145,7 +146,7 @@ class Pipeline:
             return self.synth_root / DATASETS[name]
         return self.profile.real_root(name)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def manifest(self, name: str) -> pd.DataFrame:
         from cytosae.datasets import load_manifest
 
@@ -160,7 +161,7 @@ class Pipeline:
         return load_groundtruth(self.dataset_root(name))
 
     # ---------------------------------------------------------------- tokens
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def tokens(self, name: str) -> TokenStore:
         from cytosae.extract import extract_tokens
 
@@ -204,7 +205,7 @@ class Pipeline:
         return pd.read_json(self.sae_dir(sae_cfg) / "metrics.jsonl", lines=True)
 
     # ----------------------------------------------------------------- stats
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def stats(self, name: str) -> LatentStats:
         from cytosae.latents import LatentStats, encode_pass
 

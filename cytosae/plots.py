@@ -19,15 +19,15 @@ from cytosae.retrieval import segmentation_map
 from cytosae.thresholds import log10_safe
 
 __all__ = [
-    "plot_landscape",
-    "plot_concept_counts",
-    "plot_reference_images",
-    "plot_segmentation",
     "plot_barcode",
-    "plot_probe_sweep",
+    "plot_concept_counts",
     "plot_confusion",
     "plot_differential",
+    "plot_landscape",
+    "plot_probe_sweep",
     "plot_recovery",
+    "plot_reference_images",
+    "plot_segmentation",
     "save_figure",
 ]
 

@@ -31,7 +31,7 @@ from cytosae.thresholds import above_threshold
 
 log = logging.getLogger(__name__)
 
-__all__ = ["probe_C", "cross_validate", "sweep", "confusion_at", "pinned_threads"]
+__all__ = ["confusion_at", "cross_validate", "pinned_threads", "probe_C", "sweep"]
 
 
 @contextlib.contextmanager

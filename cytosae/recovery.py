@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RecoveryResult", "align_patch_fractions", "collect_patch_sample", "recover_concepts", "concept_recovery"]
+__all__ = ["RecoveryResult", "align_patch_fractions", "collect_patch_sample", "concept_recovery", "recover_concepts"]
 
 
 @dataclasses.dataclass

@@ -26,14 +26,14 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "GRID",
-    "patch_to_token",
+    "highlight_patch",
+    "latent_patch_map",
+    "load_image",
     "patch_cell",
     "patch_latents",
+    "patch_to_token",
     "reference_images",
-    "latent_patch_map",
     "segmentation_map",
-    "highlight_patch",
-    "load_image",
 ]
 
 GRID = 16

@@ -24,7 +24,7 @@ from cytosae.retrieval import load_image, reference_images
 
 log = logging.getLogger(__name__)
 
-__all__ = ["thumbnail_b64", "review_rows", "write_review_sheet"]
+__all__ = ["review_rows", "thumbnail_b64", "write_review_sheet"]
 
 
 def thumbnail_b64(path: str | Path, size: int = 96) -> str:

@@ -311,7 +311,7 @@ def auxk_loss(x_ND: Tensor, x_hat_ND: Tensor, pre_dead_NK: Tensor, W_dec_dead_KD
     """AuxK (Gao et al. 2024): reconstruct the residual from the top ``k_aux`` dead latents,
     normalised by the residual's total variance over the global batch (so that DDP, which averages
     gradients over ranks, equals one process)."""
-    from cytosae import ddp  # noqa: PLC0415  (avoid a cycle at import time)
+    from cytosae import ddp
 
     e_ND = (x_ND - x_hat_ND).detach()
     k = min(k_aux, pre_dead_NK.shape[-1])
@@ -339,6 +339,6 @@ __all__ = [
     "SAELoss",
     "SparseAutoencoder",
     "auxk_loss",
-    "ghost_grad_loss",
     "config_from_dict",
+    "ghost_grad_loss",
 ]

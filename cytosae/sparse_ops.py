@@ -21,7 +21,6 @@ from torch import Tensor
 from cytosae.sae import SAELoss, SparseAutoencoder
 
 
-
 class SparseReLUEncodeDecode(torch.autograd.Function):
     """``(x, b_dec, W_enc, b_enc, W_dec, dead_idx) -> (f @ W_dec, sum|f|, pre[:, dead], W_dec[dead], fire_counts)``.
 

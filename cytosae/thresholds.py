@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["log10_safe", "concept_counts", "above_threshold", "sample_latents_for_review"]
+__all__ = ["above_threshold", "concept_counts", "log10_safe", "sample_latents_for_review"]
 
 
 def log10_safe(x: np.ndarray) -> np.ndarray:

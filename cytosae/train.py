@@ -656,7 +656,7 @@ def _maybe_wandb(tcfg: TrainConfig, record: dict[str, Any]) -> Any:
     if not tcfg.wandb_project:
         return None
     try:
-        import wandb  # noqa: PLC0415  (optional dependency, imported only when asked)
+        import wandb
     except ImportError as exc:
         raise ImportError("TrainConfig.wandb_project is set but wandb is not installed (pip install wandb)") from exc
     return wandb.init(project=tcfg.wandb_project, config=record)
@@ -711,7 +711,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run ``cytosae train``; returns the exit status."""
-    from cytosae.tokens import TokenStore  # noqa: PLC0415  (lazy: the store module is optional here)
+    from cytosae.tokens import TokenStore
 
     store = TokenStore(args.store)
     sae_cfg = SAEConfig(

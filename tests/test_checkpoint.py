@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from cytosae.checkpoint import CheckpointError, export_official, load_official, load_sae, read_official, save_sae
+from cytosae.checkpoint import (
+    CheckpointError,
+    export_official,
+    load_official,
+    load_sae,
+    read_official,
+    save_sae,
+)
 from cytosae.sae import SAEConfig, SparseAutoencoder
 
 

@@ -52,7 +52,7 @@ def test_python_version_agrees_with_requires_python():
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    commands = re.findall(r"```(?:bash|sh)?\n(.*?)```", quick, flags=re.S)
+    commands = re.findall(r"```(?:bash|sh)?\n(.*?)```", quick, flags=re.DOTALL)
     test_cmd = [c.strip() for c in commands if "test" in c]
     assert test_cmd, "README Quick start must show the test command"
     ci = (ROOT / ".ci" / "run").read_text()

@@ -7,14 +7,14 @@ from types import SimpleNamespace
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
 
-from cytosae import plots  # noqa: E402
-from cytosae.differential import differential_latents  # noqa: E402
-from cytosae.thresholds import concept_counts  # noqa: E402
+from cytosae import plots
+from cytosae.differential import differential_latents
+from cytosae.thresholds import concept_counts
 
 STATS = SimpleNamespace(
     sparsity=np.array([0.1, 0.0, 1.0, 0.01]),

@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from cytosae.recovery import align_patch_fractions, collect_patch_sample, concept_recovery, recover_concepts
+from cytosae.recovery import (
+    align_patch_fractions,
+    collect_patch_sample,
+    concept_recovery,
+    recover_concepts,
+)
 
 
 class FakeSAE(torch.nn.Module):

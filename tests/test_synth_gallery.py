@@ -7,13 +7,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-from cytosae.synth import render_scene  # noqa: E402
-from cytosae.synth.cohort import make_cohort  # noqa: E402
-from cytosae.synth.gallery import plot_cohort, plot_gallery, plot_masks, plot_realism, render_grid  # noqa: E402
+from cytosae.synth import render_scene
+from cytosae.synth.cohort import make_cohort
+from cytosae.synth.gallery import plot_cohort, plot_gallery, plot_masks, plot_realism, render_grid
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "images"
 

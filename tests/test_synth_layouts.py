@@ -13,8 +13,10 @@ import pytest
 from PIL import Image
 
 from cytosae.synth import SynthConfig, load_groundtruth, write_all
+from cytosae.synth.celltypes import MLL23_CLASSES
 from cytosae.synth.cli import add_arguments, run_cli
 from cytosae.synth.cohort import DIFF_COLUMNS, METADATA_COLUMNS, make_cohort
+from cytosae.synth.groundtruth import patch_fractions_from_masks
 from cytosae.synth.layouts import (
     ACEVEDO_GROUPS,
     BMC_CLASSES,
@@ -22,8 +24,6 @@ from cytosae.synth.layouts import (
     plan_dataset,
     render_job,
 )
-from cytosae.synth.celltypes import MLL23_CLASSES
-from cytosae.synth.groundtruth import patch_fractions_from_masks
 
 REAL_METADATA_COLUMNS = [
     "patient_id", "sex_1f_2m", "age", "bag_label", "instance_count", "leucocytes_per_\u00b5l", "pb_myeloblast",

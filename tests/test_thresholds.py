@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cytosae.thresholds import above_threshold, concept_counts, log10_safe, sample_latents_for_review
+from cytosae.thresholds import (
+    above_threshold,
+    concept_counts,
+    log10_safe,
+    sample_latents_for_review,
+)
 
 
 def test_concept_counts_hand() -> None:

@@ -7,12 +7,12 @@ from types import SimpleNamespace
 import matplotlib
 
 matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 pytest.importorskip("ipywidgets")
 
-from cytosae.widgets import LatentBrowser, sorted_latents  # noqa: E402
+from cytosae.widgets import LatentBrowser, sorted_latents
 
 STATS = SimpleNamespace(
     sparsity=np.array([0.5, 0.0, 0.2]),

@@ -15,7 +15,23 @@ from cytosae.synth.render import CONCEPTS, Scene, render_cell, render_scene
 from cytosae.synth.stains import DATASET_DOMAIN, DOMAINS
 
 __all__ = [
-    "CELL_TYPES", "CONCEPTS", "DOMAINS", "DATASET_DOMAIN", "DATASET_ROOT", "MLL23_CLASSES", "NATIVE_SIZE",
-    "SPECS", "SYNTH_DATASETS", "CellSpec", "GroundTruth", "Scene", "SynthConfig", "load_groundtruth",
-    "plan_dataset", "render_cell", "render_scene", "write_all", "write_dataset",
+    "CELL_TYPES",
+    "CONCEPTS",
+    "DATASET_DOMAIN",
+    "DATASET_ROOT",
+    "DOMAINS",
+    "MLL23_CLASSES",
+    "NATIVE_SIZE",
+    "SPECS",
+    "SYNTH_DATASETS",
+    "CellSpec",
+    "GroundTruth",
+    "Scene",
+    "SynthConfig",
+    "load_groundtruth",
+    "plan_dataset",
+    "render_cell",
+    "render_scene",
+    "write_all",
+    "write_dataset",
 ]

@@ -35,7 +35,7 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
     roots = write_all(args.out, cfg, progress=not getattr(args, "no_progress", False))
     for name, root in roots.items():
-        print(f"{name}\t{root}")  # noqa: T201 (CLI output)
+        print(f"{name}\t{root}")
     return 0
 
 

@@ -66,7 +66,7 @@ class SynthConfig(JsonConfig):
             raise ValueError(f"SynthConfig.jpeg_quality must be in [1, 100], got {self.jpeg_quality!r}")
 
     @classmethod
-    def for_profile(cls, name: str, **overrides: object) -> "SynthConfig":
+    def for_profile(cls, name: str, **overrides: object) -> SynthConfig:
         """``smoke`` (a handful of images per dataset, < 3 s) or ``default`` (the embedded default)."""
         if name == "smoke":
             base = cls(mll23_per_class=1, acevedo_per_group=2, matek19_per_class=1, bmc_per_class=1,

@@ -6,8 +6,9 @@ Every function takes Axes (and data or a seed), draws, and returns ``(ax_or_axes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -107,9 +107,8 @@ def _zip_array(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:
 
 
 def _read_zip_array(path: Path, name: str) -> np.ndarray:
-    with zipfile.ZipFile(path) as zf:
-        with zf.open(name) as f:
-            return np.lib.format.read_array(io.BytesIO(f.read()), allow_pickle=False)
+    with zipfile.ZipFile(path) as zf, zf.open(name) as f:
+        return np.lib.format.read_array(io.BytesIO(f.read()), allow_pickle=False)
 
 
 class GroundTruthWriter:

@@ -46,7 +46,7 @@ NATIVE_SIZE: dict[str, tuple[int, int]] = {
 }
 FIELD_UM: dict[str, float] = {"mll23": 25.0, "acevedo": 36.0, "matek19": 28.0, "bmc": 25.0, "hehr": 25.0}
 
-from cytosae.synth.celltypes import MLL23_CLASSES  # noqa: E402
+from cytosae.synth.celltypes import MLL23_CLASSES
 
 ACEVEDO_GROUPS: dict[str, tuple[tuple[str, str, float], ...]] = {
     "basophil": (("BA", "basophil", 1.0),),
@@ -197,7 +197,7 @@ def plan_dataset(name: str, cfg: SynthConfig) -> list[ImageJob]:
     return _PLANNERS[name](cfg)
 
 
-def render_job(name: str, cfg: SynthConfig, index: int, job: ImageJob):  # noqa: ANN201 (Scene)
+def render_job(name: str, cfg: SynthConfig, index: int, job: ImageJob):
     """Render image ``index`` of dataset ``name`` (a :class:`~cytosae.synth.render.Scene`)."""
     return render_scene(job.cell_type, DATASET_DOMAIN[name], NATIVE_SIZE[name], image_rng(cfg, name, index),
                         field_um=FIELD_UM[name])
