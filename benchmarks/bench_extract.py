@@ -74,18 +74,28 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def configs(args: argparse.Namespace):
+    """The backbone and extraction configs the command line asks for."""
+    from cytosae.backbone import BackboneConfig
+    from cytosae.extract import ExtractConfig
+
+    bb = BackboneConfig(arch=args.arch, layer=args.layer, weights=args.weights)
+    cfg = ExtractConfig(batch_size=args.batch_size, shard_size=args.shard_size,
+                        num_workers=args.workers, device=args.device, precision=args.precision,
+                        num_threads=args.threads)
+    return bb, cfg
+
+
 def child(args: argparse.Namespace) -> None:
     """Run our extractor on the first ``args.child_n`` images; print JSON {img_s, rss_mb}."""
     import torch
 
-    from cytosae.backbone import BackboneConfig, load_backbone
+    from cytosae.backbone import load_backbone
     from cytosae.datasets import load_manifest
-    from cytosae.extract import ExtractConfig, extract_tokens, resolve_device
+    from cytosae.extract import extract_tokens, resolve_device
 
     man = load_manifest("mll23", args.data).iloc[: args.child_n].reset_index(drop=True)
-    bb = BackboneConfig(arch=args.arch, layer=args.layer, weights=args.weights)
-    cfg = ExtractConfig(batch_size=args.batch_size, shard_size=args.shard_size, num_workers=args.workers,
-                        device=args.device, precision=args.precision, num_threads=args.threads)
+    bb, cfg = configs(args)
     device = resolve_device(cfg.device)
     model = load_backbone(bb, device=device)
     with torch.inference_mode():  # warm-up batch (oneDNN / cuDNN primitive creation)
@@ -105,8 +115,7 @@ def stage_rates(args: argparse.Namespace, man, model, device) -> dict[str, float
     """Images/s of decoding, device compute and store writing, each measured alone."""
     import torch
 
-    from cytosae.backbone import normalize_uint8
-    from cytosae.extract import _HostCopy, default_workers, image_loader, resolve_precision
+    from cytosae.extract import default_workers, forward_to_host, image_loader, resolve_precision
     from cytosae.tokens import write_shard
 
     paths = man["path"].astype(str).tolist()
@@ -120,16 +129,13 @@ def stage_rates(args: argparse.Namespace, man, model, device) -> dict[str, float
     rates["decode"] = seen / (time.perf_counter() - t0)
 
     precision = resolve_precision(args.precision, device)
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-                if precision == "bf16" else torch.autocast(device_type=device.type, enabled=False))
     x = torch.randint(0, 256, (B, 3, 224, 224), dtype=torch.uint8)
     if device.type == "cuda":
         x = x.pin_memory()
     n_batches = max(2, -(-min(n, 8 * B) // B)) if device.type == "cpu" else max(4, -(-n // B))
 
     def one_batch():
-        with autocast:
-            return _HostCopy(model(normalize_uint8(x.to(device, non_blocking=True))))
+        return forward_to_host(model, x, device, precision)
 
     with torch.inference_mode():
         one_batch().result()  # warm-up
@@ -162,7 +168,7 @@ def print_stages(rates: dict[str, float], end_to_end: float) -> None:
           f"store write {stages['write']:.1f} img/s")
     print(f"bottleneck: {bound} ({stages[bound]:.1f} img/s); end-to-end {end_to_end:.1f} img/s = "
           f"{end_to_end / stages[bound]:.2f} of the slowest stage")
-    if "device" != bound:
+    if bound != "device":
         print("           the device is not the bottleneck (decoding or writing sets the pace)")
 
 
@@ -291,15 +297,12 @@ def main() -> None:
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rss[n] = json.loads(out.strip().splitlines()[-1])
         # speed: ours and the baseline alternate in this process, best and median of the repeats
-        from cytosae.backbone import BackboneConfig, load_backbone
+        from cytosae.backbone import load_backbone
         from cytosae.datasets import load_manifest
-        from cytosae.extract import ExtractConfig, extract_tokens, resolve_device
+        from cytosae.extract import extract_tokens, resolve_device
 
         man = load_manifest("mll23", data).iloc[: args.n].reset_index(drop=True)
-        bb = BackboneConfig(arch=args.arch, layer=args.layer, weights=args.weights)
-        cfg = ExtractConfig(batch_size=args.batch_size, shard_size=args.shard_size,
-                            num_workers=args.workers, device=args.device, precision=args.precision,
-                            num_threads=args.threads)
+        bb, cfg = configs(args)
         device = resolve_device(cfg.device)
         model = load_backbone(bb, device=device)
         with torch.inference_mode():

@@ -85,38 +85,32 @@ class PlainSAE:
 
 
 # --------------------------------------------------------------------------------------- helpers
+def timeit_alternating(*fns: Callable[[int], object], steps: int, warm: int = 1) -> list[float]:
+    """Median seconds per call of each ``fn(step)``, the functions timed in turn within every step
+    (fair under varying load), after ``warm`` untimed rounds."""
+    for s in range(warm):
+        for fn in fns:
+            fn(s)
+    times: list[list[float]] = [[] for _ in fns]
+    for s in range(warm, warm + steps):
+        for fn, ts in zip(fns, times):
+            _sync()
+            t0 = time.perf_counter()
+            fn(s)
+            _sync()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
+
+
 def timeit(fn: Callable[[int], object], steps: int, warm: int = 1) -> float:
     """Median seconds per call of ``fn(step)`` after ``warm`` untimed calls."""
-    for s in range(warm):
-        fn(s)
-    times = []
-    for s in range(warm, warm + steps):
-        _sync()
-        t0 = time.perf_counter()
-        fn(s)
-        _sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return timeit_alternating(fn, steps=steps, warm=warm)[0]
 
 
 def timeit_pair(fa: Callable[[int], object], fb: Callable[[int], object], steps: int, warm: int = 1) -> tuple[float, float]:
-    """Median seconds per call of two step functions timed alternately (fair under varying load)."""
-    for s in range(warm):
-        fa(s)
-        fb(s)
-    ta, tb = [], []
-    for s in range(warm, warm + steps):
-        _sync()
-        t0 = time.perf_counter()
-        fa(s)
-        _sync()
-        t1 = time.perf_counter()
-        fb(s)
-        _sync()
-        t2 = time.perf_counter()
-        ta.append(t1 - t0)
-        tb.append(t2 - t1)
-    return statistics.median(ta), statistics.median(tb)
+    """Median seconds per call of two step functions timed alternately."""
+    ta, tb = timeit_alternating(fa, fb, steps=steps, warm=warm)
+    return ta, tb
 
 
 def gemm_roofline(N: int, d: int, S: int, steps: int, dtype: torch.dtype = torch.float32) -> tuple[float, float]:

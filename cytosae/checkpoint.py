@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import shutil
-import tempfile
 import types
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from cytosae.atomic import atomic_dir, atomic_write_text
+from cytosae.atomic import atomic_dir, atomic_path, atomic_write_text
 from cytosae.sae import SAEConfig, SparseAutoencoder, config_from_dict
 
 log = logging.getLogger(__name__)
@@ -51,17 +49,9 @@ class CheckpointError(ValueError):
 
 # --------------------------------------------------------------------------------------- helpers
 def atomic_save_tensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """``safetensors`` save through a temp file + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``safetensors`` save through :func:`cytosae.atomic.atomic_path`."""
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def read_tensors(path: Path) -> dict[str, Tensor]:
@@ -387,10 +377,8 @@ def export_official(sae: SparseAutoencoder, path: str | Path, cfg_fields: dict[s
         "state_dict": {k: getattr(sae, k).detach().float().cpu().clone() for k in ("W_enc", "b_enc", "W_dec", "b_dec")},
     }
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    torch.save(obj, str(tmp), pickle_module=_EXPORT_PICKLE_MODULE, pickle_protocol=2)
-    os.replace(tmp, p)
+    with atomic_path(p) as tmp:
+        torch.save(obj, str(tmp), pickle_module=_EXPORT_PICKLE_MODULE, pickle_protocol=2)
     return p
 
 

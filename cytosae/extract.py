@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cytosae.atomic import atomic_write_text
 from cytosae.backbone import (
     ARCHS,
     PREPROCESSING,
@@ -45,7 +46,6 @@ from cytosae.tokens import (
     STORE_SCHEMA_VERSION,
     IncompleteStoreError,
     TokenStore,
-    atomic_write_text,
     csv_text,
     finalize_store,
     json_text,
@@ -259,7 +259,6 @@ def image_loader(paths: list[str], batches: list[list[int]], *, img_size: int = 
     )
 
 
-
 @contextmanager
 def strict_fp32(enabled: bool = True) -> Iterator[None]:
     """Turn TF32 off for CUDA matmuls and cuDNN convolutions while active.
@@ -282,8 +281,8 @@ def strict_fp32(enabled: bool = True) -> Iterator[None]:
 def default_workers(device: torch.device) -> int:
     """Decode workers for ``num_workers=-1``.
 
-    On CUDA every core but one decodes (the GPU outruns decoding, so decoding sets the pace);
-    on a CPU two workers overlap decoding with a forward that needs the cores itself.
+    On CUDA every core but one decodes, at most 32 (the GPU outruns decoding, so decoding sets
+    the pace); on a CPU two workers overlap decoding with a forward that needs the cores itself.
     """
     cpus = available_cpus()
     if device.type == "cuda":
@@ -320,6 +319,22 @@ class _HostCopy:
         return self._host.numpy() if bool(self._finite) else None
 
 
+def autocast_for(precision: str, device: torch.device) -> AbstractContextManager[Any]:
+    """The autocast context of a resolved ``precision`` (``bf16``: torch.autocast; else none)."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def forward_to_host(model: HookedBackbone, pixels_B3HW: torch.Tensor, device: torch.device,
+                    precision: str) -> _HostCopy:
+    """The device half of extraction: uint8 pixels go to the device (4x less than float32), are
+    normalised there, run through the backbone, and start their float16 copy back to the host."""
+    pixels = normalize_uint8(pixels_B3HW.to(device, non_blocking=True))
+    with autocast_for(precision, device):
+        return _HostCopy(model(pixels))
+
+
 @dataclasses.dataclass
 class _InFlight:
     """One batch between its forward and its shard."""
@@ -327,8 +342,12 @@ class _InFlight:
     k: int
     rows: list[int]
     skipped: list[list[Any]]
-    n: int
     tokens: _HostCopy | None
+
+    @property
+    def n(self) -> int:
+        """Images of the batch, read or skipped."""
+        return len(self.rows) + len(self.skipped)
 
 
 class _ShardWriter:
@@ -453,8 +472,6 @@ def extract_rank(manifest: pd.DataFrame, backbone: BackboneConfig, runs_root: st
     workers = default_workers(device) if cfg.num_workers < 0 else cfg.num_workers
     loader = image_loader(manifest["path"].astype(str).tolist(), batches, img_size=backbone.img_size,
                           alpha=cfg.alpha, workers=workers, device=device)
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-                if precision == "bf16" else nullcontext())
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.num_threads or available_cpus())
     log.info("extracting %d image(s) in %d shard(s) to %s (%s, %s, %s, batch %d, %d worker(s), %d thread(s))",
@@ -497,14 +514,10 @@ def extract_rank(manifest: pd.DataFrame, backbone: BackboneConfig, runs_root: st
                     log.warning("skipping unreadable image %s: %s", manifest.at[row, "path"], reason)
                     skipped.append([int(row), reason])
                     n_skipped += 1
-                tokens = None
-                if batch["pixels"] is not None:
-                    # uint8 travels to the device (4x less than float32), normalised there
-                    pixels = normalize_uint8(batch["pixels"].to(device, non_blocking=True))
-                    with autocast:
-                        tokens = _HostCopy(model(pixels))
+                tokens = (forward_to_host(model, batch["pixels"], device, precision)
+                          if batch["pixels"] is not None else None)
                 item = _InFlight(k=first // S, rows=[int(r) for r in batch["rows"]], skipped=skipped,
-                                 n=len(batch["rows"]) + len(batch["skipped"]), tokens=tokens)
+                                 tokens=tokens)
                 if in_flight is not None:
                     previous, in_flight = in_flight, None
                     finish(previous)

@@ -36,7 +36,7 @@ REQUIRED_FILES = (
 def _load(path: Path) -> np.ndarray:
     try:
         t = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:
+    except Exception as exc:  # any failure: report which file it was
         raise ValueError(f"could not read tensor file {path}: {exc}") from exc
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{path} does not hold a tensor (got {type(t).__name__})")

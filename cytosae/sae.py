@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cytosae import ddp
 from cytosae.config import JsonConfig
 
 log = logging.getLogger(__name__)
@@ -311,8 +312,6 @@ def auxk_loss(x_ND: Tensor, x_hat_ND: Tensor, pre_dead_NK: Tensor, W_dec_dead_KD
     """AuxK (Gao et al. 2024): reconstruct the residual from the top ``k_aux`` dead latents,
     normalised by the residual's total variance over the global batch (so that DDP, which averages
     gradients over ranks, equals one process)."""
-    from cytosae import ddp
-
     e_ND = (x_ND - x_hat_ND).detach()
     k = min(k_aux, pre_dead_NK.shape[-1])
     vals, idx = pre_dead_NK.topk(k, dim=-1)

@@ -23,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cytosae.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
+from cytosae.atomic import atomic_open, atomic_write_text
 from cytosae.datasets import MANIFEST_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -54,8 +52,6 @@ def shard_name(k: int) -> str:
     return f"shard_{k:05d}"
 
 
-
-
 def json_text(obj: Any) -> str:
     """Deterministic JSON text (sorted keys, indent 2, trailing newline)."""
     return json.dumps(obj, sort_keys=True, indent=2) + "\n"
@@ -68,17 +64,8 @@ def csv_text(df: pd.DataFrame) -> str:
 def write_shard(folder: Path, k: int, tokens_NTD: np.ndarray, info: dict[str, Any]) -> None:
     """Atomically write ``shard_k.npy`` (float16) then its ``shard_k.json`` (the done flag)."""
     arr = np.ascontiguousarray(tokens_NTD, dtype=STORE_DTYPE)
-    fd, tmp = tempfile.mkstemp(prefix=f".{shard_name(k)}.", suffix=".npy.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / f"{shard_name(k)}.npy")
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(folder / f"{shard_name(k)}.npy") as f:
+        np.save(f, arr, allow_pickle=False)
     atomic_write_text(folder / f"{shard_name(k)}.json", json_text(info))
 
 

@@ -29,10 +29,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from cytosae import ddp
+from cytosae.atomic import atomic_write_text
 from cytosae.checkpoint import (
     CheckpointError,
     atomic_save_tensors,
-    atomic_write_text,
     load_sae,
     load_state_dir,
     load_state_into,
@@ -656,7 +656,7 @@ def _maybe_wandb(tcfg: TrainConfig, record: dict[str, Any]) -> Any:
     if not tcfg.wandb_project:
         return None
     try:
-        import wandb
+        import wandb  # optional dependency, imported only when asked for
     except ImportError as exc:
         raise ImportError("TrainConfig.wandb_project is set but wandb is not installed (pip install wandb)") from exc
     return wandb.init(project=tcfg.wandb_project, config=record)
@@ -711,7 +711,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run ``cytosae train``; returns the exit status."""
-    from cytosae.tokens import TokenStore
+    from cytosae.tokens import TokenStore  # lazy: only the CLI reads a store
 
     store = TokenStore(args.store)
     sae_cfg = SAEConfig(

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
+from cytosae.atomic import atomic_write_text
 from cytosae.datasets import MANIFEST_COLUMNS
 from cytosae.tokens import (
     STORE_SCHEMA_VERSION,
     IncompleteStoreError,
     TokenStore,
-    atomic_write_text,
     csv_text,
     finalize_store,
     json_text,

@@ -20,10 +20,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from cytosae.atomic import atomic_dir
+from cytosae.synth.celltypes import MLL23_CLASSES
 from cytosae.synth.cohort import Patient, make_cohort, metadata_frame
 from cytosae.synth.config import SYNTH_DATASETS, SynthConfig
 from cytosae.synth.groundtruth import GroundTruthWriter
-from cytosae.synth.render import render_scene
+from cytosae.synth.render import Scene, render_scene
 from cytosae.synth.stains import DATASET_DOMAIN
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ NATIVE_SIZE: dict[str, tuple[int, int]] = {
     "mll23": (288, 288), "acevedo": (363, 360), "matek19": (400, 400), "bmc": (250, 250), "hehr": (144, 144),
 }
 FIELD_UM: dict[str, float] = {"mll23": 25.0, "acevedo": 36.0, "matek19": 28.0, "bmc": 25.0, "hehr": 25.0}
-
-from cytosae.synth.celltypes import MLL23_CLASSES
 
 ACEVEDO_GROUPS: dict[str, tuple[tuple[str, str, float], ...]] = {
     "basophil": (("BA", "basophil", 1.0),),
@@ -197,8 +196,8 @@ def plan_dataset(name: str, cfg: SynthConfig) -> list[ImageJob]:
     return _PLANNERS[name](cfg)
 
 
-def render_job(name: str, cfg: SynthConfig, index: int, job: ImageJob):
-    """Render image ``index`` of dataset ``name`` (a :class:`~cytosae.synth.render.Scene`)."""
+def render_job(name: str, cfg: SynthConfig, index: int, job: ImageJob) -> Scene:
+    """Render image ``index`` of dataset ``name``."""
     return render_scene(job.cell_type, DATASET_DOMAIN[name], NATIVE_SIZE[name], image_rng(cfg, name, index),
                         field_um=FIELD_UM[name])
 
