@@ -1,4 +1,4 @@
-"""Benchmark of the streaming encode pass (cytosae.latents.encode_pass).
+"""Benchmark of the streaming encode pass (cytosae.analysis.latents.encode_pass).
 
 Reports, within one run (ratios, not absolute numbers):
 
@@ -47,7 +47,7 @@ class StreamStore:
 
 def make_sae(d_in: int, d_sae: int) -> torch.nn.Module:
     try:
-        from cytosae.sae import SAEConfig, SparseAutoencoder
+        from cytosae.model.sae import SAEConfig, SparseAutoencoder
 
         cfg = SAEConfig(d_in=d_in, expansion_factor=d_sae // d_in)
         sae = SparseAutoencoder(cfg).eval()
@@ -55,6 +55,7 @@ def make_sae(d_in: int, d_sae: int) -> torch.nn.Module:
             sae.b_enc.fill_(-1.5)  # a sparse code, as after training
         return sae
     except Exception:  # noqa: BLE001 - fall back to a plain ReLU encoder
+
         class Enc(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
@@ -69,7 +70,7 @@ def make_sae(d_in: int, d_sae: int) -> torch.nn.Module:
 
 
 def throughput(args: argparse.Namespace) -> dict[str, float]:
-    from cytosae.latents import encode_pass
+    from cytosae.analysis.latents import encode_pass
 
     torch.manual_seed(0)
     sae = make_sae(args.d_in, args.d_sae)
@@ -104,7 +105,7 @@ def throughput(args: argparse.Namespace) -> dict[str, float]:
 
 
 def child(args: argparse.Namespace) -> None:
-    from cytosae.latents import encode_pass
+    from cytosae.analysis.latents import encode_pass
 
     torch.set_num_threads(args.threads)
     sae = make_sae(args.d_in, args.d_sae)
@@ -123,8 +124,15 @@ def child(args: argparse.Namespace) -> None:
     stats = encode_pass(sae, store, batch_images=args.batch, progress=False)
     done.set()
     th.join()
-    print(json.dumps({"images": args.child_images, "peak_increase_mib": peak[0] - base,
-                      "counts_nnz": int(stats.counts.nnz)}))
+    print(
+        json.dumps(
+            {
+                "images": args.child_images,
+                "peak_increase_mib": peak[0] - base,
+                "counts_nnz": int(stats.counts.nnz),
+            }
+        )
+    )
 
 
 def rss_mib() -> float:
@@ -133,7 +141,9 @@ def rss_mib() -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--d-in", type=int, default=768)
     ap.add_argument("--d-sae", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=16)
@@ -148,18 +158,38 @@ def main() -> None:
         child(args)
         return
     tp = throughput(args)
-    print(f"encode pass: d_in={args.d_in} d_sae={args.d_sae} batch={args.batch} images, {tp['tokens']} tokens, "
-          f"{args.threads} thread(s)")
+    print(
+        f"encode pass: d_in={args.d_in} d_sae={args.d_sae} batch={args.batch} images, {tp['tokens']} tokens, "
+        f"{args.threads} thread(s)"
+    )
     print(f"  bare sae.encode : {tp['bare_tokens_per_s']:,.0f} tokens/s")
     print(f"  encode_pass     : {tp['pass_tokens_per_s']:,.0f} tokens/s")
     print(f"  ratio           : {tp['ratio']:.2f} (target >= 0.80)")
     peaks = []
     for n in args.sizes:
-        cmd = [sys.executable, __file__, "--child-images", str(n), "--d-in", str(args.d_in), "--d-sae",
-               str(args.d_sae), "--batch", str(args.batch), "--threads", str(args.threads)]
-        out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child-images",
+            str(n),
+            "--d-in",
+            str(args.d_in),
+            "--d-sae",
+            str(args.d_sae),
+            "--batch",
+            str(args.batch),
+            "--threads",
+            str(args.threads),
+        ]
+        out = json.loads(
+            subprocess.run(cmd, check=True, capture_output=True, text=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         peaks.append(out["peak_increase_mib"])
-        print(f"  peak RSS increase at {n:>6} images: {out['peak_increase_mib']:.1f} MiB (counts nnz {out['counts_nnz']})")
+        print(
+            f"  peak RSS increase at {n:>6} images: {out['peak_increase_mib']:.1f} MiB (counts nnz {out['counts_nnz']})"
+        )
     print(f"  peak ratio (large/small): {peaks[1] / max(peaks[0], 1e-9):.2f} (bounded memory: ~1)")
 
 

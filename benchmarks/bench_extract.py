@@ -3,7 +3,7 @@
 Both see the same N synthetic 288-px TIFFs (MLL23 layout) and the same batch size; model
 construction is excluded from both timings, and both get one warm-up batch.
 
-* ours: ``cytosae.extract.extract_tokens`` (DataLoader decode workers, truncated forward up to
+* ours: ``cytosae.store.extract.extract_tokens`` (DataLoader decode workers, truncated forward up to
   ``blocks[-2]``, ``inference_mode``, threads pinned, bf16 only where the hardware is fast),
   writing a float16 token store; run in a fresh child process that also reports its peak RSS.
 * baseline: PIL open + torchvision ``Resize((224, 224))``/``ToTensor``/``Normalize`` + timm
@@ -58,7 +58,7 @@ def make_images(root: Path, n: int, size: int = 288, seed: int = 0) -> Path:
         img[:] = (235, 215, 220)  # pale pink background
         for _ in range(6):  # red cells
             cy, cx, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(20, 35)]
-            m = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
+            m = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
             img[m] = (220, 150, 160)
         cy, cx = size / 2 + rng.normal(0, 8, 2)
         r = rng.uniform(40, 60)
@@ -66,7 +66,8 @@ def make_images(root: Path, n: int, size: int = 288, seed: int = 0) -> Path:
         img[nuc] = (120, 70, 160)  # purple nucleus
         img += rng.normal(0, 6, img.shape)
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
-            d / f"{i:05d}.tif", compression="tiff_lzw")
+            d / f"{i:05d}.tif", compression="tiff_lzw"
+        )
     return root
 
 
@@ -76,13 +77,18 @@ def _peak_rss_mb() -> float:
 
 def configs(args: argparse.Namespace):
     """The backbone and extraction configs the command line asks for."""
-    from cytosae.backbone import BackboneConfig
-    from cytosae.extract import ExtractConfig
+    from cytosae.model.backbone import BackboneConfig
+    from cytosae.store.extract import ExtractConfig
 
     bb = BackboneConfig(arch=args.arch, layer=args.layer, weights=args.weights)
-    cfg = ExtractConfig(batch_size=args.batch_size, shard_size=args.shard_size,
-                        num_workers=args.workers, device=args.device, precision=args.precision,
-                        num_threads=args.threads)
+    cfg = ExtractConfig(
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        num_workers=args.workers,
+        device=args.device,
+        precision=args.precision,
+        num_threads=args.threads,
+    )
     return bb, cfg
 
 
@@ -90,9 +96,9 @@ def child(args: argparse.Namespace) -> None:
     """Run our extractor on the first ``args.child_n`` images; print JSON {img_s, rss_mb}."""
     import torch
 
-    from cytosae.backbone import load_backbone
-    from cytosae.datasets import load_manifest
-    from cytosae.extract import extract_tokens, resolve_device
+    from cytosae.data.adapters import load_manifest
+    from cytosae.model.backbone import load_backbone
+    from cytosae.store.extract import extract_tokens, resolve_device
 
     man = load_manifest("mll23", args.data).iloc[: args.child_n].reset_index(drop=True)
     bb, cfg = configs(args)
@@ -107,16 +113,30 @@ def child(args: argparse.Namespace) -> None:
         dt = time.perf_counter() - t0
         n = store.n_images
         precision = store.metadata["precision"]
-    print(json.dumps({"n": n, "img_s": n / dt, "rss_mb": _peak_rss_mb(), "rss_after_model_mb": rss0,
-                      "precision": precision}))
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "img_s": n / dt,
+                "rss_mb": _peak_rss_mb(),
+                "rss_after_model_mb": rss0,
+                "precision": precision,
+            }
+        )
+    )
 
 
 def stage_rates(args: argparse.Namespace, man, model, device) -> dict[str, float]:
     """Images/s of decoding, device compute and store writing, each measured alone."""
     import torch
 
-    from cytosae.extract import default_workers, forward_to_host, image_loader, resolve_precision
-    from cytosae.tokens import write_shard
+    from cytosae.store.extract import (
+        default_workers,
+        forward_to_host,
+        image_loader,
+        resolve_precision,
+    )
+    from cytosae.store.reader import write_shard
 
     paths = man["path"].astype(str).tolist()
     n, B = len(paths), args.batch_size
@@ -163,11 +183,15 @@ def stage_rates(args: argparse.Namespace, man, model, device) -> dict[str, float
 def print_stages(rates: dict[str, float], end_to_end: float) -> None:
     stages = {k: rates[k] for k in ("decode", "device", "write")}
     bound = min(stages, key=stages.get)
-    print(f"stages   : decode {stages['decode']:.1f} img/s ({rates['decode_workers']:.0f} workers), "
-          f"device {stages['device']:.1f} img/s ({rates['device_precision']}, forward + fp16 copy to host), "
-          f"store write {stages['write']:.1f} img/s")
-    print(f"bottleneck: {bound} ({stages[bound]:.1f} img/s); end-to-end {end_to_end:.1f} img/s = "
-          f"{end_to_end / stages[bound]:.2f} of the slowest stage")
+    print(
+        f"stages   : decode {stages['decode']:.1f} img/s ({rates['decode_workers']:.0f} workers), "
+        f"device {stages['device']:.1f} img/s ({rates['device_precision']}, forward + fp16 copy to host), "
+        f"store write {stages['write']:.1f} img/s"
+    )
+    print(
+        f"bottleneck: {bound} ({stages[bound]:.1f} img/s); end-to-end {end_to_end:.1f} img/s = "
+        f"{end_to_end / stages[bound]:.2f} of the slowest stage"
+    )
     if bound != "device":
         print("           the device is not the bottleneck (decoding or writing sets the pace)")
 
@@ -178,19 +202,26 @@ def make_baseline(arch: str, device: str):
     import torch
     from torchvision import transforms
 
-    from cytosae.backbone import ARCHS
+    from cytosae.model.backbone import ARCHS
 
     torch.manual_seed(0)
     model = timm.create_model(ARCHS[arch].timm_name, img_size=224, num_classes=0).eval().to(device)
-    tf = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(),
-                             transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    tf = transforms.Compose(
+        [
+            transforms.Resize((224, 224)),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
 
     def run(paths: list[str], batch_size: int) -> float:
         out = []
         t0 = time.perf_counter()
         with torch.no_grad():
             for s in range(0, len(paths), batch_size):
-                x = torch.stack([tf(Image.open(p).convert("RGB")) for p in paths[s: s + batch_size]])
+                x = torch.stack(
+                    [tf(Image.open(p).convert("RGB")) for p in paths[s : s + batch_size]]
+                )
                 out.append(model.forward_features(x.to(device)).cpu())
         return len(paths) / (time.perf_counter() - t0)
 
@@ -199,8 +230,14 @@ def make_baseline(arch: str, device: str):
     return run
 
 
-def bf16_check(arch: str, k: int, data: Path, layerscale: float | None = None,
-               layer: int = -2, weights: str = "random") -> dict[str, float]:
+def bf16_check(
+    arch: str,
+    k: int,
+    data: Path,
+    layerscale: float | None = None,
+    layer: int = -2,
+    weights: str = "random",
+) -> dict[str, float]:
     """Relative error of bf16-autocast tokens vs fp32 tokens (same random-init model, K images).
 
     A random init has LayerScale gammas of 1e-5, so its blocks are near the identity; with
@@ -209,9 +246,9 @@ def bf16_check(arch: str, k: int, data: Path, layerscale: float | None = None,
     """
     import torch
 
-    from cytosae.backbone import BackboneConfig, load_backbone, preprocess
-    from cytosae.datasets import load_manifest
-    from cytosae.imageio import read_rgb
+    from cytosae.data.adapters import load_manifest
+    from cytosae.data.imageio import read_rgb
+    from cytosae.model.backbone import BackboneConfig, load_backbone, preprocess
 
     paths = load_manifest("mll23", data)["path"].tolist()[:k]
     x = torch.stack([preprocess(read_rgb(p)) for p in paths])
@@ -245,8 +282,12 @@ def bf16_check(arch: str, k: int, data: Path, layerscale: float | None = None,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="dinobloom-b")
-    p.add_argument("--layer", type=int, default=-2, help="hooked block (paper -2; default profile 1)")
-    p.add_argument("--weights", default="random", help="random | PATH | env | hf-hub:ID (as cytosae extract)")
+    p.add_argument(
+        "--layer", type=int, default=-2, help="hooked block (paper -2; default profile 1)"
+    )
+    p.add_argument(
+        "--weights", default="random", help="random | PATH | env | hf-hub:ID (as cytosae extract)"
+    )
     p.add_argument("--n", type=int, default=64, help="images for the speed comparison")
     p.add_argument("--n-small", type=int, default=32, help="smaller image count for the RSS check")
     p.add_argument("--batch-size", type=int, default=16)
@@ -256,11 +297,20 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto")
     p.add_argument("--bf16-check", type=int, default=0, metavar="K")
-    p.add_argument("--bf16-layerscale", type=float, default=None, metavar="G",
-                   help="bf16 check with every LayerScale gamma set to G (random init: 1e-5)")
+    p.add_argument(
+        "--bf16-layerscale",
+        type=float,
+        default=None,
+        metavar="G",
+        help="bf16 check with every LayerScale gamma set to G (random init: 1e-5)",
+    )
     p.add_argument("--skip-speed", action="store_true")
-    p.add_argument("--stages", action=argparse.BooleanOptionalAction, default=None,
-                   help="per-stage rates (default: on for CUDA, off for CPU)")
+    p.add_argument(
+        "--stages",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="per-stage rates (default: on for CUDA, off for CPU)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="alternating timing repeats")
     p.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-n", type=int, default=0, help=argparse.SUPPRESS)
@@ -273,14 +323,33 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = make_images(Path(tmp) / "mll23", max(args.n, args.n_small, args.bf16_check))
-        print(f"arch {args.arch} (weights: {args.weights}), tokens of blocks[{args.layer}], {args.n} TIFFs 288 px, batch {args.batch_size}, "
-              f"cpus {os.cpu_count()}, torch threads {torch.get_num_threads()}, "
-              f"cpu capability {torch.backends.cpu.get_cpu_capability()}")
+        print(
+            f"arch {args.arch} (weights: {args.weights}), tokens of blocks[{args.layer}], {args.n} TIFFs 288 px, batch {args.batch_size}, "
+            f"cpus {os.cpu_count()}, torch threads {torch.get_num_threads()}, "
+            f"cpu capability {torch.backends.cpu.get_cpu_capability()}"
+        )
         if args.bf16_check:
-            gamma = (f"LayerScale gammas = {args.bf16_layerscale}" if args.bf16_layerscale is not None
-                     else "random-init gammas (1e-5)" if args.weights == "random" else "gammas as loaded")
-            print(f"bf16 check, blocks[{args.layer}] ({gamma}):",
-                  json.dumps(bf16_check(args.arch, args.bf16_check, data, args.bf16_layerscale, args.layer, args.weights), indent=1))
+            gamma = (
+                f"LayerScale gammas = {args.bf16_layerscale}"
+                if args.bf16_layerscale is not None
+                else "random-init gammas (1e-5)"
+                if args.weights == "random"
+                else "gammas as loaded"
+            )
+            print(
+                f"bf16 check, blocks[{args.layer}] ({gamma}):",
+                json.dumps(
+                    bf16_check(
+                        args.arch,
+                        args.bf16_check,
+                        data,
+                        args.bf16_layerscale,
+                        args.layer,
+                        args.weights,
+                    ),
+                    indent=1,
+                ),
+            )
         if args.skip_speed:
             return
         # peak RSS of our extractor at two image counts, each in a fresh process
@@ -290,16 +359,25 @@ def main() -> None:
         rss_shard = min(args.shard_size, max(1, args.n_small // 8))
         for n in (args.n_small, args.n):
             cmd = [sys.executable, __file__, "--data", str(data), "--child-n", str(n)] + [
-                f"--{k}={v}" for k, v in (("arch", args.arch), ("layer", args.layer), ("weights", args.weights), ("batch-size", args.batch_size),
-                                          ("shard-size", rss_shard), ("workers", args.workers),
-                                          ("threads", args.threads), ("device", args.device),
-                                          ("precision", args.precision))]
+                f"--{k}={v}"
+                for k, v in (
+                    ("arch", args.arch),
+                    ("layer", args.layer),
+                    ("weights", args.weights),
+                    ("batch-size", args.batch_size),
+                    ("shard-size", rss_shard),
+                    ("workers", args.workers),
+                    ("threads", args.threads),
+                    ("device", args.device),
+                    ("precision", args.precision),
+                )
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rss[n] = json.loads(out.strip().splitlines()[-1])
         # speed: ours and the baseline alternate in this process, best and median of the repeats
-        from cytosae.backbone import load_backbone
-        from cytosae.datasets import load_manifest
-        from cytosae.extract import extract_tokens, resolve_device
+        from cytosae.data.adapters import load_manifest
+        from cytosae.model.backbone import load_backbone
+        from cytosae.store.extract import extract_tokens, resolve_device
 
         man = load_manifest("mll23", data).iloc[: args.n].reset_index(drop=True)
         bb, cfg = configs(args)
@@ -316,16 +394,28 @@ def main() -> None:
                 ours.append(store.n_images / (time.perf_counter() - t0))
                 precision = store.metadata["precision"]
             base.append(base_run(man["path"].tolist(), args.batch_size))
-            print(f"  repeat {rep}: ours {ours[-1]:.2f} img/s, baseline {base[-1]:.2f} img/s", flush=True)
-        print(f"ours     : best {max(ours):7.2f}  median {np.median(ours):7.2f} img/s ({precision}, n={args.n})")
-        print(f"baseline : best {max(base):7.2f}  median {np.median(base):7.2f} img/s (fp32 full forward, no workers)")
-        print(f"ratio    : best/best {max(ours) / max(base):.2f}x, median/median {np.median(ours) / np.median(base):.2f}x")
+            print(
+                f"  repeat {rep}: ours {ours[-1]:.2f} img/s, baseline {base[-1]:.2f} img/s",
+                flush=True,
+            )
+        print(
+            f"ours     : best {max(ours):7.2f}  median {np.median(ours):7.2f} img/s ({precision}, n={args.n})"
+        )
+        print(
+            f"baseline : best {max(base):7.2f}  median {np.median(base):7.2f} img/s (fp32 full forward, no workers)"
+        )
+        print(
+            f"ratio    : best/best {max(ours) / max(base):.2f}x, median/median {np.median(ours) / np.median(base):.2f}x"
+        )
         if args.stages or (args.stages is None and device.type == "cuda"):
             print_stages(stage_rates(args, man, model, device), float(np.median(ours)))
         for n in (args.n_small, args.n):
-            print(f"peak RSS ours @ {n:4d} images ({n // rss_shard} shards of {rss_shard}): {rss[n]['rss_mb']:.0f} MB "
-                  f"(after model load + warm-up: {rss[n]['rss_after_model_mb']:.0f} MB)")
+            print(
+                f"peak RSS ours @ {n:4d} images ({n // rss_shard} shards of {rss_shard}): {rss[n]['rss_mb']:.0f} MB "
+                f"(after model load + warm-up: {rss[n]['rss_after_model_mb']:.0f} MB)"
+            )
         print(f"load average during the run: {os.getloadavg()}")
+
 
 if __name__ == "__main__":
     main()

@@ -28,8 +28,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from cytosae.sae import SAEConfig
-from cytosae.train import TrainConfig, _SAETrainer
+from cytosae.model.sae import SAEConfig
+from cytosae.train.loop import TrainConfig, _SAETrainer
 
 DEVICE = torch.device("cpu")  # set by --device
 
@@ -107,13 +107,17 @@ def timeit(fn: Callable[[int], object], steps: int, warm: int = 1) -> float:
     return timeit_alternating(fn, steps=steps, warm=warm)[0]
 
 
-def timeit_pair(fa: Callable[[int], object], fb: Callable[[int], object], steps: int, warm: int = 1) -> tuple[float, float]:
+def timeit_pair(
+    fa: Callable[[int], object], fb: Callable[[int], object], steps: int, warm: int = 1
+) -> tuple[float, float]:
     """Median seconds per call of two step functions timed alternately."""
     ta, tb = timeit_alternating(fa, fb, steps=steps, warm=warm)
     return ta, tb
 
 
-def gemm_roofline(N: int, d: int, S: int, steps: int, dtype: torch.dtype = torch.float32) -> tuple[float, float]:
+def gemm_roofline(
+    N: int, d: int, S: int, steps: int, dtype: torch.dtype = torch.float32
+) -> tuple[float, float]:
     """Seconds of the 5 GEMMs of a dense step, and of the encoder GEMM alone."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(N, d, generator=g).to(DEVICE, dtype)
@@ -129,7 +133,9 @@ def gemm_roofline(N: int, d: int, S: int, steps: int, dtype: torch.dtype = torch
     return enc + dec + gf + gwd + gwe, enc
 
 
-def make_state(d: int, expansion: int, N: int, regime: str, density: float, dead_frac: float, seed: int = 0):
+def make_state(
+    d: int, expansion: int, N: int, regime: str, density: float, dead_frac: float, seed: int = 0
+):
     cfg = SAEConfig(d_in=d, expansion_factor=expansion, b_dec_init="zeros", seed=seed)
     S = cfg.d_sae
     g = torch.Generator().manual_seed(seed + 1)
@@ -198,17 +204,31 @@ def bench_bf16(expansion: int, args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="2 images (514 tokens) per step, 2 timed steps")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="2 images (514 tokens) per step, 2 timed steps"
+    )
     p.add_argument("--d", type=int, default=768)
     p.add_argument("--expansions", type=int, nargs="+", default=[16, 64])
     p.add_argument("--images", type=int, default=8, help="images (x 257 tokens) per step")
     p.add_argument("--steps", type=int, default=4, help="timed steps (median)")
-    p.add_argument("--density", type=float, default=0.005, help="L0 / d_sae of the live latents, sparse regime")
-    p.add_argument("--dead-frac", type=float, default=0.5, help="fraction of dead latents (ghost grads)")
-    p.add_argument("--bf16-expansion", type=int, default=16, help="expansion for the bf16 line (0: skip)")
-    p.add_argument("--bf16-images", type=int, default=0, help="images per step for the bf16 line (0: --images)")
-    p.add_argument("--bf16-steps", type=int, default=0, help="timed steps for the bf16 line (0: --steps)")
+    p.add_argument(
+        "--density", type=float, default=0.005, help="L0 / d_sae of the live latents, sparse regime"
+    )
+    p.add_argument(
+        "--dead-frac", type=float, default=0.5, help="fraction of dead latents (ghost grads)"
+    )
+    p.add_argument(
+        "--bf16-expansion", type=int, default=16, help="expansion for the bf16 line (0: skip)"
+    )
+    p.add_argument(
+        "--bf16-images", type=int, default=0, help="images per step for the bf16 line (0: --images)"
+    )
+    p.add_argument(
+        "--bf16-steps", type=int, default=0, help="timed steps for the bf16 line (0: --steps)"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--json", default="", help="write the rows to this file")
     p.add_argument("--device", default="cpu", help="cpu | cuda[:N]")
@@ -222,7 +242,11 @@ def main() -> None:
     args.bf16_steps = args.bf16_steps or args.steps
     if args.threads:
         torch.set_num_threads(args.threads)
-    where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    where = (
+        torch.cuda.get_device_name(DEVICE)
+        if DEVICE.type == "cuda"
+        else f"cpu, {torch.get_num_threads()} threads"
+    )
     print(f"torch {torch.__version__}, {where}, d={args.d}, "
           f"{args.images * 257} tokens/step, dead fraction {args.dead_frac}", flush=True)  # fmt: skip
     rows = []

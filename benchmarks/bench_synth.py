@@ -58,10 +58,18 @@ def main() -> None:
         t_write = time.perf_counter() - t0
 
     n = args.n
-    print(f"synthetic renderer, {n} images of {args.size} px ({args.domain}), one process / one BLAS thread")
-    print(f"  render only                 : {n / t_render:8.1f} images/s  ({n / c_render:.1f} per CPU-second)")
-    print(f"  render + ground truth       : {n / t_gt:8.1f} images/s  (x{t_render / t_gt:.2f} of render only)")
-    print(f"  render + ground truth + TIFF: {n / t_write:8.1f} images/s  (x{t_render / t_write:.2f} of render only)")
+    print(
+        f"synthetic renderer, {n} images of {args.size} px ({args.domain}), one process / one BLAS thread"
+    )
+    print(
+        f"  render only                 : {n / t_render:8.1f} images/s  ({n / c_render:.1f} per CPU-second)"
+    )
+    print(
+        f"  render + ground truth       : {n / t_gt:8.1f} images/s  (x{t_render / t_gt:.2f} of render only)"
+    )
+    print(
+        f"  render + ground truth + TIFF: {n / t_write:8.1f} images/s  (x{t_render / t_write:.2f} of render only)"
+    )
 
 
 if __name__ == "__main__":

@@ -6,13 +6,14 @@ cache folders) is written through these, so a killed run never leaves something 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 @contextmanager
@@ -72,3 +73,19 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+#: The one completion marker of every artifact folder (token store, SAE run, cached stage):
+#: a file of this name, written atomically and last, holding a small JSON object. A folder
+#: without it is unfinished, whatever else it holds (``docs/token-store.md``, "Completion").
+COMPLETE = "COMPLETE"
+
+
+def mark_complete(folder: str | Path, info: dict[str, Any] | None = None) -> None:
+    """Write ``folder/COMPLETE`` (atomically, last) with ``info`` as JSON."""
+    atomic_write_text(Path(folder) / COMPLETE, json.dumps(info or {}, sort_keys=True) + "\n")
+
+
+def is_complete(folder: str | Path) -> bool:
+    """True when ``folder`` holds the completion marker."""
+    return (Path(folder) / COMPLETE).is_file()

@@ -53,7 +53,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"{where}: expected an object for {tp.__name__}, got {value!r}")
         return tp.from_dict(value)
-    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+    if origin is typing.Union or (
+        origin is not None and str(origin) == "<class 'types.UnionType'>"
+    ):
         non_none = [a for a in args if a is not type(None)]
         if len(non_none) == 1:
             return _coerce(non_none[0], value, where)

@@ -50,7 +50,12 @@ def maybe_init_from_env(device_type: str = "cpu") -> bool:
     if device_type == "cuda":
         torch.cuda.set_device(local_rank())
     dist.init_process_group(backend=backend)
-    log.info("initialised %s process group: rank %d of %d", backend, dist.get_rank(), dist.get_world_size())
+    log.info(
+        "initialised %s process group: rank %d of %d",
+        backend,
+        dist.get_rank(),
+        dist.get_world_size(),
+    )
     return True
 
 

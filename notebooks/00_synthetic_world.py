@@ -27,7 +27,7 @@
 profile: str = "default"  # smoke | default | paper
 
 # %%
-from cytosae.notebook import setup
+from cytosae.workflow.notebook import setup
 
 pipe = setup(globals(), ["profile"], profile=profile)
 
@@ -75,7 +75,11 @@ print("concepts present:", ", ".join(drawn["concepts"]))
 import pandas as pd
 
 meta = pd.read_csv(pipe.dataset_root("hehr") / "metadata.csv")
-print(meta.groupby("bag_label").agg(patients=("patient_id", "count"), images=("instance_count", "sum")).to_string())
+print(
+    meta.groupby("bag_label")
+    .agg(patients=("patient_id", "count"), images=("instance_count", "sum"))
+    .to_string()
+)
 fig, ax = plt.subplots(figsize=(11, 3.6))
 from cytosae.synth.layouts import hehr_cohort
 

@@ -25,7 +25,7 @@
 profile: str = "default"  # smoke | default | paper
 
 # %%
-from cytosae.notebook import setup
+from cytosae.workflow.notebook import setup
 
 pipe = setup(globals(), ["profile"], profile=profile)
 
@@ -37,7 +37,11 @@ import matplotlib.pyplot as plt
 history = pipe.train_history()
 print("SAE:", pipe.profile.sae.to_json(indent=None))
 print("training:", pipe.profile.train.to_json(indent=None))
-cols = [c for c in ("step", "mse", "explained_variance", "l1", "l0", "dead_frac", "dense_frac") if c in history]
+cols = [
+    c
+    for c in ("step", "mse", "explained_variance", "l1", "l0", "dead_frac", "dense_frac")
+    if c in history
+]
 print(history[cols].round(3).iloc[[0, len(history) // 2, -1]].to_string(index=False))
 
 # %%
@@ -65,5 +69,7 @@ ax.legend()
 ax.set_title(f"dead latents ({pipe.tag()})", fontsize=9)
 pipe.save_figure(fig, "sae_ghost_grads")
 plt.show()
-print(f"final dead fraction: {history['dead_frac'].iloc[-1]:.2f} with ghost grads, "
-      f"{no_ghost['dead_frac'].iloc[-1]:.2f} without; final L0 {history['l0'].iloc[-1]:.1f} vs {no_ghost['l0'].iloc[-1]:.1f}")
+print(
+    f"final dead fraction: {history['dead_frac'].iloc[-1]:.2f} with ghost grads, "
+    f"{no_ghost['dead_frac'].iloc[-1]:.2f} without; final L0 {history['l0'].iloc[-1]:.1f} vs {no_ghost['l0'].iloc[-1]:.1f}"
+)

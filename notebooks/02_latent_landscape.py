@@ -23,30 +23,35 @@
 #
 # **On the `default` profile everything here is SYNTHETIC**: procedurally rendered cells, a
 # randomly initialised DinoBloom-B, a small SAE. The numbers show the method working, not the
-# paper's values. The authors' own statistics can be drawn with `cytosae.official_stats`.
+# paper's values. The authors' own statistics can be drawn with `cytosae.interop.official_stats`.
 
 # %% tags=["parameters"]
 profile: str = "default"  # smoke | default | paper
 dataset: str = "mll23"  # which dataset's statistics to draw
 
 # %%
-from cytosae.notebook import setup
+from cytosae.workflow.notebook import setup
 
 pipe = setup(globals(), ["profile", "dataset"], profile=profile)
 
 # %%
 import matplotlib.pyplot as plt
 
-from cytosae import plots, thresholds
+from cytosae.analysis import thresholds
+from cytosae.plotting import panels as plots
 
 stats = pipe.stats(dataset)
 counts = thresholds.concept_counts(stats.mean_acts, thresholds=range(-6, 1))
-print(f"{stats.n_images} images, {len(stats.mean_acts)} latents; "
-      f"{int((stats.sparsity > 0).sum())} fire on at least one image")
+print(
+    f"{stats.n_images} images, {len(stats.mean_acts)} latents; "
+    f"{int((stats.sparsity > 0).sum())} fire on at least one image"
+)
 print(counts.to_string(index=False))
 
 # %%
-fig, (ax, ax_counts) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.4, 1], "wspace": 0.55})
+fig, (ax, ax_counts) = plt.subplots(
+    1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.4, 1], "wspace": 0.55}
+)
 ax, landscape = plots.plot_landscape(ax, stats, marginals=True)
 ax_counts, _ = plots.plot_concept_counts(ax_counts, counts)
 ax_counts.axvline(pipe.profile.threshold, color="0.6", ls="--", lw=0.8)

@@ -28,7 +28,7 @@ profile: str = "default"  # smoke | default | paper
 variant: str = "paper"  # "paper" (mean over images) or "official" (the code's counts / 49152)
 
 # %%
-from cytosae.notebook import setup
+from cytosae.workflow.notebook import setup
 
 pipe = setup(globals(), ["profile", "variant"], profile=profile)
 
@@ -36,20 +36,32 @@ pipe = setup(globals(), ["profile", "variant"], profile=profile)
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cytosae import barcodes, plots, probe
+from cytosae.analysis import barcodes, probe
+from cytosae.plotting import panels as plots
 
 stats = pipe.stats("hehr")
 man = pipe.tokens("hehr").manifest
 X_PS, patients = barcodes.barcodes_from_stats(stats, man, variant=variant)
 D_DS, diseases = barcodes.disease_barcodes(X_PS, patients["disease"].to_numpy())
-print(f"{len(patients)} patients, {len(diseases)} diseases, {X_PS.shape[1]} latents, tau = {stats.meta.get('tau', pipe.profile.tau)}")
-print(patients.groupby("disease").agg(patients=("patient", "count"), images=("n_images", "sum")).to_string())
+print(
+    f"{len(patients)} patients, {len(diseases)} diseases, {X_PS.shape[1]} latents, tau = {stats.meta.get('tau', pipe.profile.tau)}"
+)
+print(
+    patients.groupby("disease")
+    .agg(patients=("patient", "count"), images=("n_images", "sum"))
+    .to_string()
+)
 
 # %%
 order = np.argsort(patients["disease"].to_numpy(), kind="stable")
 top = np.argsort(-X_PS.var(0), kind="stable")[:64]
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 1.2]})
-plots.plot_barcode(a1, X_PS[order], [f"{p} ({d})" for p, d in patients[["patient", "disease"]].to_numpy()[order]], latents=top)
+plots.plot_barcode(
+    a1,
+    X_PS[order],
+    [f"{p} ({d})" for p, d in patients[["patient", "disease"]].to_numpy()[order]],
+    latents=top,
+)
 a1.set_title("patient barcodes (64 most variable latents)", fontsize=9)
 plots.plot_barcode(a2, D_DS, [str(d) for d in diseases], latents=top)
 a2.set_title("disease barcodes", fontsize=9)
@@ -59,12 +71,18 @@ plt.show()
 
 # %%
 y = patients["disease"].to_numpy()
-sweep = probe.sweep(X_PS, y, stats.mean_acts, thresholds=range(-6, 1), seed=pipe.profile.seed, progress=False)
+sweep = probe.sweep(
+    X_PS, y, stats.mean_acts, thresholds=range(-6, 1), seed=pipe.profile.seed, progress=False
+)
 print(sweep.round(3).to_string(index=False))
-res = probe.confusion_at(X_PS, y, stats.mean_acts, threshold=pipe.profile.threshold, seed=pipe.profile.seed)
+res = probe.confusion_at(
+    X_PS, y, stats.mean_acts, threshold=pipe.profile.threshold, seed=pipe.profile.seed
+)
 chance = (np.unique(y, return_counts=True)[1] / len(y)).max()
-print(f"threshold {pipe.profile.threshold}: weighted F1 {res['f1_mean']:.3f} ± {res['f1_sd']:.3f} "
-      f"with {res['n_latents_kept']} latents (majority-class rate {chance:.2f})")
+print(
+    f"threshold {pipe.profile.threshold}: weighted F1 {res['f1_mean']:.3f} ± {res['f1_sd']:.3f} "
+    f"with {res['n_latents_kept']} latents (majority-class rate {chance:.2f})"
+)
 print(res["per_class_f1"].round(3).to_string())
 
 # %%

@@ -30,7 +30,7 @@ n_show: int = 3  # latents each way drawn with reference images
 n_images: int = 5
 
 # %%
-from cytosae.notebook import setup
+from cytosae.workflow.notebook import setup
 
 pipe = setup(globals(), ["profile", "d1", "d2", "top_n", "n_show", "n_images"], profile=profile)
 
@@ -40,8 +40,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cytosae import barcodes, differential, plots
-from cytosae.retrieval import load_image
+from cytosae.analysis import barcodes, differential
+from cytosae.analysis.retrieval import load_image
+from cytosae.plotting import panels as plots
 
 stats = pipe.stats("hehr")
 man = pipe.tokens("hehr").manifest
@@ -51,9 +52,13 @@ diff = differential.differential_latents(D_DS, diseases, d1, d2, n=top_n)
 print(diff.groupby("direction").head(5).round(3).to_string(index=False))
 
 # %%
-refs = differential.differential_reference_images(diff.groupby("direction").head(n_show), stats, n_images, man)
+refs = differential.differential_reference_images(
+    diff.groupby("direction").head(n_show), stats, n_images, man
+)
 fig = plt.figure(figsize=(12, 7.5))
-gs = fig.add_gridspec(2 * n_show, 1 + n_images, width_ratios=[4] + [1] * n_images, wspace=0.3, hspace=0.5)
+gs = fig.add_gridspec(
+    2 * n_show, 1 + n_images, width_ratios=[4] + [1] * n_images, wspace=0.3, hspace=0.5
+)
 ax = fig.add_subplot(gs[:, 0])
 plots.plot_differential(ax, D_DS, diseases, d1, d2, diff)
 ax.set_title(f"Fig. 5A disease barcodes ({pipe.tag()})", fontsize=9)
@@ -61,8 +66,15 @@ for r, (latent, grp) in enumerate(refs.groupby(["direction", "latent"], sort=Fal
     axes = [fig.add_subplot(gs[r, 1 + j]) for j in range(n_images)]
     imgs = [np.asarray(load_image(p)) for p in grp["path"]]
     plots.plot_reference_images(axes, imgs, [f"{lab}" for lab in grp["label"]])
-    axes[0].text(-0.15, 0.5, f"{latent[1]}\n{'more in ' + (d1 if latent[0] == 'd1>d2' else d2)}",
-                 transform=axes[0].transAxes, ha="right", va="center", fontsize=6)
+    axes[0].text(
+        -0.15,
+        0.5,
+        f"{latent[1]}\n{'more in ' + (d1 if latent[0] == 'd1>d2' else d2)}",
+        transform=axes[0].transAxes,
+        ha="right",
+        va="center",
+        fontsize=6,
+    )
 pipe.save_figure(fig, "fig5_differential_latents")
 plt.show()
 
@@ -74,6 +86,8 @@ plt.show()
 # %%
 if pipe.synthetic:
     gt = pipe.groundtruth("hehr")
-    cell = {str((gt.root / r).resolve()): c for r, c in zip(gt.index["relpath"], gt.index["cell_type"])}
+    cell = {
+        str((gt.root / r).resolve()): c for r, c in zip(gt.index["relpath"], gt.index["cell_type"])
+    }
     refs["cell_type"] = [cell.get(str(Path(p).resolve()), "?") for p in refs["path"]]
     print(refs.groupby("direction")["cell_type"].value_counts().to_string())

@@ -29,14 +29,15 @@ datasets: list = ["mll23", "bmc"]  # in-domain and out-of-domain
 max_patches: int = 50000  # seeded subsample of patches per dataset
 
 # %%
-from cytosae.notebook import setup
+from cytosae.workflow.notebook import setup
 
 pipe = setup(globals(), ["profile", "datasets", "max_patches"], profile=profile)
 
 # %%
 import matplotlib.pyplot as plt
 
-from cytosae import plots, recovery
+from cytosae.analysis import recovery
+from cytosae.plotting import panels as plots
 
 if not pipe.synthetic:
     raise SystemExit("concept recovery needs the synthetic world's ground truth")
@@ -44,10 +45,14 @@ results = {}
 for ds in datasets:
     gt, store = pipe.groundtruth(ds), pipe.tokens(ds)
     pf = recovery.align_patch_fractions(gt, pipe.dataset_root(ds), store.manifest)
-    results[ds] = recovery.concept_recovery(pipe.sae, store, pf, gt.concepts, max_patches=max_patches, progress=False)
+    results[ds] = recovery.concept_recovery(
+        pipe.sae, store, pf, gt.concepts, max_patches=max_patches, progress=False
+    )
     r = results[ds]
-    print(f"{ds}: {r.n_patches} patches, {100 * r.recovered_fraction:.0f}% of concepts with a latent above AUROC 0.9, "
-          f"{r.n_monosemantic} monosemantic latents")
+    print(
+        f"{ds}: {r.n_patches} patches, {100 * r.recovered_fraction:.0f}% of concepts with a latent above AUROC 0.9, "
+        f"{r.n_monosemantic} monosemantic latents"
+    )
     print(r.per_concept.round(2).to_string(index=False))
 
 # %%

@@ -26,7 +26,7 @@ profile: str = "default"  # smoke | default | paper
 dataset: str = "mll23"
 
 # %%
-from cytosae.notebook import setup
+from cytosae.workflow.notebook import setup
 
 pipe = setup(globals(), ["profile", "dataset"], profile=profile)
 
@@ -34,12 +34,14 @@ pipe = setup(globals(), ["profile", "dataset"], profile=profile)
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cytosae.retrieval import load_image
-from cytosae.widgets import LatentBrowser
+from cytosae.analysis.retrieval import load_image
+from cytosae.plotting.widget import LatentBrowser
 
 stats = pipe.stats(dataset)
 paths = pipe.tokens(dataset).manifest["path"].to_numpy()
-browser = LatentBrowser(stats, lambda i: np.asarray(load_image(paths[i])), threshold=pipe.profile.threshold)
+browser = LatentBrowser(
+    stats, lambda i: np.asarray(load_image(paths[i])), threshold=pipe.profile.threshold
+)
 print(f"{len(browser.latents)} latents above log10 mean activation {pipe.profile.threshold}")
 
 # %% tags=["nbval-ignore-output"]

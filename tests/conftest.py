@@ -40,7 +40,7 @@ def smoke_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pa
 @pytest.fixture(scope="session")
 def smoke_pipeline(smoke_env: dict[str, Path]):
     """The smoke profile with every stage computed once for the session."""
-    from cytosae.pipeline import Pipeline
+    from cytosae.workflow.pipeline import Pipeline
 
     pipe = Pipeline("smoke", runs=smoke_env["CYTOSAE_RUNS"], progress=False)
     pipe.ensure_all()

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from formats import save_dinobloom_format
 from PIL import Image
 
-from cytosae.backbone import (
+from cytosae.model.backbone import (
     ARCHS,
     WEIGHTS_ENV,
     BackboneConfig,
@@ -19,7 +20,6 @@ from cytosae.backbone import (
     build_vit,
     load_backbone,
     preprocess,
-    save_dinobloom_format,
 )
 
 
@@ -36,8 +36,16 @@ def _timm_tiny(seed: int = 3) -> torch.nn.Module:
     from timm.models.vision_transformer import VisionTransformer
 
     torch.manual_seed(seed)
-    vit = VisionTransformer(img_size=224, patch_size=14, embed_dim=64, depth=3, num_heads=2,
-                            mlp_ratio=4.0, init_values=1e-5, num_classes=0)
+    vit = VisionTransformer(
+        img_size=224,
+        patch_size=14,
+        embed_dim=64,
+        depth=3,
+        num_heads=2,
+        mlp_ratio=4.0,
+        init_values=1e-5,
+        num_classes=0,
+    )
     # LayerScale init 1e-5 makes blocks near-identity: give them weight so a wrong block shows
     with torch.no_grad():
         for blk in vit.blocks:
@@ -48,7 +56,9 @@ def _timm_tiny(seed: int = 3) -> torch.nn.Module:
 
 def _hooked_reference(vit: torch.nn.Module, x: torch.Tensor, layer: int) -> torch.Tensor:
     out = {}
-    h = vit.blocks[layer].register_forward_hook(lambda m, i, o: out.setdefault("t", o.detach().clone()))
+    h = vit.blocks[layer].register_forward_hook(
+        lambda m, i, o: out.setdefault("t", o.detach().clone())
+    )
     with torch.inference_mode():
         vit.forward_features(x)
     h.remove()
@@ -58,15 +68,18 @@ def _hooked_reference(vit: torch.nn.Module, x: torch.Tensor, layer: int) -> torc
 def test_preprocess_matches_torchvision() -> None:
     from torchvision import transforms
 
-    tv = transforms.Compose([
-        transforms.Resize((224, 224)), transforms.ToTensor(),
-        transforms.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
-    ])
+    tv = transforms.Compose(
+        [
+            transforms.Resize((224, 224)),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+        ]
+    )
     rng = np.random.default_rng(0)
     imgs = [
-        Image.fromarray(rng.integers(0, 256, (363, 360, 3), dtype=np.uint8)),   # Acevedo size
-        Image.fromarray(rng.integers(0, 256, (288, 288, 3), dtype=np.uint8)),   # MLL23
-        Image.fromarray(rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)),      # upsampling
+        Image.fromarray(rng.integers(0, 256, (363, 360, 3), dtype=np.uint8)),  # Acevedo size
+        Image.fromarray(rng.integers(0, 256, (288, 288, 3), dtype=np.uint8)),  # MLL23
+        Image.fromarray(rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)),  # upsampling
         Image.fromarray(rng.integers(0, 256, (144, 144, 4), dtype=np.uint8), mode="RGBA"),
         Image.fromarray(rng.integers(0, 256, (50, 40), dtype=np.uint8), mode="L"),
     ]
@@ -118,11 +131,17 @@ def test_random_init_seeded_and_labelled() -> None:
 
 def test_weight_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # wrong embedding width: say what it looks like
-    small = {"teacher": {"backbone.cls_token": torch.zeros(1, 1, 384),
-                         "backbone.pos_embed": torch.zeros(1, 257, 384)}}
+    small = {
+        "teacher": {
+            "backbone.cls_token": torch.zeros(1, 1, 384),
+            "backbone.pos_embed": torch.zeros(1, 257, 384),
+        }
+    }
     torch.save(small, tmp_path / "s.pth")
-    with pytest.raises(BackboneWeightsError,
-                       match=r"looks like DinoBloom-S \(384\) but arch is dinobloom-b \(768\)"):
+    with pytest.raises(
+        BackboneWeightsError,
+        match=r"looks like DinoBloom-S \(384\) but arch is dinobloom-b \(768\)",
+    ):
         load_backbone(BackboneConfig(arch="dinobloom-b", weights=str(tmp_path / "s.pth")))
     # missing keys
     vit = _timm_tiny()
@@ -135,7 +154,9 @@ def test_weight_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # corrupt / truncated file
     data = (tmp_path / "t.pth").read_bytes()
     (tmp_path / "trunc.pth").write_bytes(data[: len(data) // 2])
-    with pytest.raises(BackboneWeightsError, match=r"could not read .*trunc.pth as a DinoBloom checkpoint"):
+    with pytest.raises(
+        BackboneWeightsError, match=r"could not read .*trunc.pth as a DinoBloom checkpoint"
+    ):
         load_backbone(BackboneConfig(arch="tiny-test", weights=str(tmp_path / "trunc.pth")))
     # arbitrary pickles are refused (weights_only)
     (tmp_path / "evil.pth").write_bytes(pickle.dumps(Path("/"), protocol=2))
@@ -178,7 +199,9 @@ def test_dinobloom_s_format_roundtrip(tmp_path: Path) -> None:
     torch.manual_seed(0)
     vit = timm.create_model("vit_small_patch14_dinov2", img_size=224, num_classes=0).eval()
     save_dinobloom_format(vit, tmp_path / "DinoBloom-S.pth")
-    model = load_backbone(BackboneConfig(arch="dinobloom-s", weights=str(tmp_path / "DinoBloom-S.pth")))
+    model = load_backbone(
+        BackboneConfig(arch="dinobloom-s", weights=str(tmp_path / "DinoBloom-S.pth"))
+    )
     x = torch.randn(1, 3, 224, 224)
     with torch.inference_mode():
         assert torch.equal(model(x), _hooked_reference(vit, x, -2))

@@ -7,8 +7,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from cytosae.barcodes import barcodes_from_stats, disease_barcodes, image_counts, patient_barcodes
-from cytosae.differential import differential_latents
+from cytosae.analysis.barcodes import (
+    barcodes_from_stats,
+    disease_barcodes,
+    image_counts,
+    patient_barcodes,
+)
+from cytosae.analysis.differential import differential_latents
 
 COUNTS = sp.csr_matrix(np.array([[1, 0, 2], [3, 0, 0], [0, 4, 0], [2, 2, 2]]))
 PATIENTS = ["p1", "p0", "p1", "p2"]

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cytosae.checkpoint import (
+from cytosae.model.sae import SAEConfig, SparseAutoencoder
+from cytosae.train.checkpoint import (
     CheckpointError,
     export_official,
     load_official,
@@ -21,7 +22,6 @@ from cytosae.checkpoint import (
     read_official,
     save_sae,
 )
-from cytosae.sae import SAEConfig, SparseAutoencoder
 
 
 def _trained_like_sae(seed: int = 1) -> SparseAutoencoder:
@@ -126,8 +126,15 @@ def test_export_official_round_trip_and_readable_by_their_code(tmp_path: Path) -
     sae = _trained_like_sae(3)
     path = export_official(sae, tmp_path / "export.pt", {"model_name": "dinov2_vitb14", "lr": 4e-4})
     back, cfg = load_official(path)
-    assert cfg["d_sae"] == 24 and cfg["lr"] == 4e-4 and cfg["device"] == "cpu" and cfg["dtype"] == "float32"
-    assert back.cfg.replace(b_dec_init="geometric_median_image") == sae.cfg.replace(b_dec_init="geometric_median_image")
+    assert (
+        cfg["d_sae"] == 24
+        and cfg["lr"] == 4e-4
+        and cfg["device"] == "cpu"
+        and cfg["dtype"] == "float32"
+    )
+    assert back.cfg.replace(b_dec_init="geometric_median_image") == sae.cfg.replace(
+        b_dec_init="geometric_median_image"
+    )
     for k in ("W_enc", "b_enc", "W_dec", "b_dec"):
         assert torch.equal(getattr(back, k), getattr(sae, k))
     # the authors' own loader (plain torch.load with their class importable) reads it into their dataclass
@@ -138,6 +145,8 @@ def test_export_official_round_trip_and_readable_by_their_code(tmp_path: Path) -
     finally:
         for n in mods:
             sys.modules.pop(n, None)
-    assert isinstance(obj["cfg"], Cfg) and obj["cfg"].d_sae == 24 and obj["cfg"].dtype is torch.float32
+    assert (
+        isinstance(obj["cfg"], Cfg) and obj["cfg"].d_sae == 24 and obj["cfg"].dtype is torch.float32
+    )
     assert obj["cfg"].device == torch.device("cpu")
     assert torch.equal(obj["state_dict"]["W_dec"], sae.W_dec.detach())

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cytosae.datasets import (
+from cytosae.data.adapters import (
     ACEVEDO_PREFIX_CLASSES,
     MANIFEST_COLUMNS,
     MATEK19_CLASSES,
@@ -52,7 +52,8 @@ def test_mll23(tmp_path: Path) -> None:
     df = load_manifest("mll23", root)
     _check_columns(df)
     assert list(df["image_id"]) == [
-        "basophil/basophil/b1", "myeloblast/myeloblast/19-1.PAP.PB~E.1-1",
+        "basophil/basophil/b1",
+        "myeloblast/myeloblast/19-1.PAP.PB~E.1-1",
         "myeloblast/myeloblast/19-1.PAP.PB~E.1-2",
     ]
     assert list(df["label"]) == ["basophil", "myeloblast", "myeloblast"]
@@ -78,8 +79,12 @@ def test_acevedo_fine_and_group(tmp_path: Path) -> None:
     files = {
         "neutrophil": ["SNE_1.jpg", "BNE_2.jpg", "NEUTROPHIL_3.jpg"],
         "ig": ["PMY_4.jpg", "MY_5.jpg", "MMY_6.jpg", "IG_7.jpg"],
-        "basophil": ["BA_8.jpg"], "eosinophil": ["EO_9.jpg"], "erythroblast": ["ERB_10.jpg"],
-        "lymphocyte": ["LY_11.jpg"], "monocyte": ["MO_12.jpg"], "platelet": ["PLATELET_13.jpg"],
+        "basophil": ["BA_8.jpg"],
+        "eosinophil": ["EO_9.jpg"],
+        "erythroblast": ["ERB_10.jpg"],
+        "lymphocyte": ["LY_11.jpg"],
+        "monocyte": ["MO_12.jpg"],
+        "platelet": ["PLATELET_13.jpg"],
     }
     for group, names in files.items():
         for n in names:
@@ -134,9 +139,13 @@ def test_bmc_skips_known_broken(tmp_path: Path) -> None:
     _junk(root)
     df = load_manifest("bmc", root)
     _check_columns(df)
-    assert list(df["image_id"]) == ["MYB/0001/MYB_00001", "MYB/0006/MYB_05528", "NGS/0001/NGS_00001"]
+    assert list(df["image_id"]) == [
+        "MYB/0001/MYB_00001",
+        "MYB/0006/MYB_05528",
+        "NGS/0001/NGS_00001",
+    ]
     assert list(df["label"]) == ["MYB", "MYB", "NGS"]
-    (skipped_path, reason), = df.attrs["skipped"]
+    ((skipped_path, reason),) = df.attrs["skipped"]
     assert skipped_path.endswith("MYB_05527.jpg") and "broken" in reason
     assert len(load_manifest("bmc", root, skip_known_broken=False)) == 4
     flat = tmp_path / "flat"
@@ -151,10 +160,15 @@ def test_hehr_patients_and_diseases(tmp_path: Path) -> None:
     for (bag, pid), n in layout.items():
         for i in range(n):
             _img(root / "data" / bag / pid / f"image_{i}.tif", size=6)
-    pd.DataFrame({
-        "patient_id": ["ABC", "XYZ", "QRS"], "sex_1f_2m": [1, 2, 1], "age": [50, 60, 70],
-        "bag_label": ["NPM1", "control", "PML_RARA"], "instance_count": [2, 3, 1],
-    }).to_csv(root / "metadata.csv", index=False)
+    pd.DataFrame(
+        {
+            "patient_id": ["ABC", "XYZ", "QRS"],
+            "sex_1f_2m": [1, 2, 1],
+            "age": [50, 60, 70],
+            "bag_label": ["NPM1", "control", "PML_RARA"],
+            "instance_count": [2, 3, 1],
+        }
+    ).to_csv(root / "metadata.csv", index=False)
     _junk(root)
     df = load_manifest("hehr", root)
     _check_columns(df)
@@ -163,13 +177,18 @@ def test_hehr_patients_and_diseases(tmp_path: Path) -> None:
     assert by_patient == {"ABC": {"NPM1"}, "XYZ": {"control"}, "QRS": {"PML_RARA"}}
     assert (df["label"] == df["disease"]).all()
     assert df.loc[df["patient"] == "XYZ", "image_id"].tolist() == [
-        "data/control/XYZ/image_0", "data/control/XYZ/image_1", "data/control/XYZ/image_2"]
+        "data/control/XYZ/image_0",
+        "data/control/XYZ/image_1",
+        "data/control/XYZ/image_2",
+    ]
     counts = describe(df)
     assert counts.loc[("hehr", "control"), "n_images"] == 3
     assert counts.loc[("hehr", "control"), "n_patients"] == 1
     assert counts["fraction"].sum() == pytest.approx(1.0)
     # metadata disagreeing with the folder is an error naming the patient
-    pd.DataFrame({"patient_id": ["ABC"], "bag_label": ["control"]}).to_csv(root / "metadata.csv", index=False)
+    pd.DataFrame({"patient_id": ["ABC"], "bag_label": ["control"]}).to_csv(
+        root / "metadata.csv", index=False
+    )
     with pytest.raises(DatasetLayoutError, match="patient ABC is in folder NPM1"):
         load_manifest("hehr", root)
     with pytest.raises(DatasetLayoutError, match=r"data/<bag_label>"):
@@ -190,10 +209,13 @@ def test_imagefolder_and_csv(tmp_path: Path) -> None:
 
     csv_dir = tmp_path / "lists"
     csv_dir.mkdir()
-    pd.DataFrame({
-        "path": ["../if/cat/a.png", str(root / "dog" / "c.tif")],
-        "label": ["x", "y"], "patient": ["p1", ""],
-    }).to_csv(csv_dir / "m.csv", index=False)
+    pd.DataFrame(
+        {
+            "path": ["../if/cat/a.png", str(root / "dog" / "c.tif")],
+            "label": ["x", "y"],
+            "patient": ["p1", ""],
+        }
+    ).to_csv(csv_dir / "m.csv", index=False)
     man = load_manifest("csv", csv_dir / "m.csv")
     _check_columns(man)
     assert list(man["path"]) == [str(root / "cat" / "a.png"), str(root / "dog" / "c.tif")]

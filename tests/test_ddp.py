@@ -10,9 +10,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from cytosae.checkpoint import load_sae
-from cytosae.sae import SAEConfig
+from cytosae.model.sae import SAEConfig
 from cytosae.train import TrainConfig, train_many
+from cytosae.train.checkpoint import load_sae
 
 CFGS = [
     SAEConfig(d_in=12, expansion_factor=4, dead_feature_window=2, l1_coefficient=0.3, seed=1),
@@ -44,11 +44,16 @@ def test_two_process_ddp_equals_single_process(tmp_path: Path) -> None:
     for i, res in enumerate(single):
         other = load_sae(tmp_path / "ddp" / f"sae_{i:02d}")
         for k in ("W_enc", "b_enc", "W_dec", "b_dec"):
-            assert torch.allclose(getattr(res.sae, k), getattr(other, k), atol=2e-5, rtol=1e-4), (i, k)
+            assert torch.allclose(getattr(res.sae, k), getattr(other, k), atol=2e-5, rtol=1e-4), (
+                i,
+                k,
+            )
     import pandas as pd
 
     h = pd.read_json(tmp_path / "ddp" / "metrics.jsonl", lines=True)
-    for i, col in [(i, c) for i in (0, 1) for c in ("mse", "l0", "dead_frac", "nmse", "ghost", "aux")]:
+    for i, col in [
+        (i, c) for i in (0, 1) for c in ("mse", "l0", "dead_frac", "nmse", "ghost", "aux")
+    ]:
         h0 = h[h["sae"] == i].reset_index(drop=True)
         assert torch.allclose(torch.tensor(h0[col].values, dtype=torch.float64),
                               torch.tensor(single[i].history[col].values, dtype=torch.float64),

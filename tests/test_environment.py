@@ -17,14 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _env_lines() -> list[str]:
-    return [ln.split("#")[0].rstrip() for ln in (ROOT / "environment.yml").read_text().splitlines()
-            if ln.split("#")[0].strip()]
+    return [
+        ln.split("#")[0].rstrip()
+        for ln in (ROOT / "environment.yml").read_text().splitlines()
+        if ln.split("#")[0].strip()
+    ]
 
 
 def test_environment_yml_only_python_and_pip_from_conda_forge():
     lines = _env_lines()
     assert "  - conda-forge" in lines
-    conda = [ln.strip()[2:] for ln in lines if re.match(r"^  - ", ln) and ln.strip() != "- conda-forge"]
+    conda = [
+        ln.strip()[2:] for ln in lines if re.match(r"^  - ", ln) and ln.strip() != "- conda-forge"
+    ]
     names = [re.split(r"[=<>: ]", c)[0] for c in conda]
     assert names == ["python", "pip", "pip"], conda  # python, pip, and the pip: section
 

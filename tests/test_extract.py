@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -11,23 +10,24 @@ import pytest
 import torch
 from PIL import Image
 
-from cytosae.backbone import BackboneConfig, load_backbone, preprocess
-from cytosae.datasets import load_manifest
-from cytosae.extract import (
+from cytosae.cli import main
+from cytosae.data.adapters import load_manifest
+from cytosae.data.imageio import ImageReadError, read_rgb
+from cytosae.model.backbone import BackboneConfig, load_backbone, preprocess
+from cytosae.store.extract import (
     ExtractConfig,
-    add_arguments,
     cpu_has_fast_bf16,
     extract_rank,
     extract_tokens,
     resolve_precision,
-    run_cli,
     store_path,
 )
-from cytosae.imageio import ImageReadError, read_rgb
-from cytosae.tokens import IncompleteStoreError, TokenStore
+from cytosae.store.reader import IncompleteStoreError, TokenStore
 
 BB = BackboneConfig(arch="tiny-test", init_seed=7)
-CFG = ExtractConfig(batch_size=2, shard_size=3, num_workers=0, device="cpu", precision="fp32", num_threads=1)
+CFG = ExtractConfig(
+    batch_size=2, shard_size=3, num_workers=0, device="cpu", precision="fp32", num_threads=1
+)
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +47,9 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         d = root / cls / cls
         d.mkdir(parents=True)
         for i in range(n):
-            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(d / f"{cls}_{i}.tif")
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+                d / f"{cls}_{i}.tif"
+            )
     (root / "myeloblast" / "myeloblast" / "myeloblast_3b.tif").write_bytes(b"")
     return root
 
@@ -73,11 +75,22 @@ def test_store_contents(reference: TokenStore, manifest: pd.DataFrame) -> None:
     assert list(reference.manifest["label"]) == ["basophil"] * 4 + ["myeloblast"] * 6
     assert "myeloblast/myeloblast/myeloblast_3b" not in set(reference.manifest["image_id"])
     sk = reference.skipped
-    assert list(sk["image_id"]) == ["myeloblast/myeloblast/myeloblast_3b"] and sk["reason"][0] == "zero-byte file"
+    assert (
+        list(sk["image_id"]) == ["myeloblast/myeloblast/myeloblast_3b"]
+        and sk["reason"][0] == "zero-byte file"
+    )
     meta = reference.metadata
     assert meta["is_random_init"] and meta["backbone"]["is_random_init"]
-    assert meta["n_skipped"] == 1 and meta["n_input_images"] == 11 and meta["shard_sizes"] == [3, 3, 2, 2]
-    assert meta["dtype"] == "float16" and meta["layer"] == 1 and meta["backbone"]["blocks_computed"] == 2
+    assert (
+        meta["n_skipped"] == 1
+        and meta["n_input_images"] == 11
+        and meta["shard_sizes"] == [3, 3, 2, 2]
+    )
+    assert (
+        meta["dtype"] == "float16"
+        and meta["layer"] == 1
+        and meta["backbone"]["blocks_computed"] == 2
+    )
     assert np.load(reference.path / "shard_00000.npy", mmap_mode="r").dtype == np.float16
     # the stored tokens are the backbone's tokens of the preprocessed images (to float16 precision)
     model = load_backbone(BB)
@@ -88,7 +101,9 @@ def test_store_contents(reference: TokenStore, manifest: pd.DataFrame) -> None:
     torch.testing.assert_close(reference.get(rows), ref, rtol=2e-3, atol=2e-3)
 
 
-def test_kill_and_resume_is_byte_identical(reference: TokenStore, manifest: pd.DataFrame, tmp_path: Path) -> None:
+def test_kill_and_resume_is_byte_identical(
+    reference: TokenStore, manifest: pd.DataFrame, tmp_path: Path
+) -> None:
     written: list[int] = []
 
     def crash_after_shard_1(k: int) -> None:
@@ -97,64 +112,113 @@ def test_kill_and_resume_is_byte_identical(reference: TokenStore, manifest: pd.D
             raise KeyboardInterrupt("simulated kill after shard 1")
 
     with pytest.raises(KeyboardInterrupt):
-        extract_tokens(manifest, BB, tmp_path, CFG, progress=False, on_shard_written=crash_after_shard_1)
+        extract_tokens(
+            manifest, BB, tmp_path, CFG, progress=False, on_shard_written=crash_after_shard_1
+        )
     folder = tmp_path / "tokens" / reference.path.name
     assert (folder / "shard_00001.npy").is_file() and not (folder / "shard_00002.npy").exists()
     assert not (folder / "COMPLETE").exists()
     with pytest.raises(IncompleteStoreError):
         TokenStore(folder)
-    resumed = extract_tokens(manifest, BB, tmp_path, CFG, progress=False, on_shard_written=written.append)
+    resumed = extract_tokens(
+        manifest, BB, tmp_path, CFG, progress=False, on_shard_written=written.append
+    )
     assert written == [0, 1, 2, 3]  # shards 0 and 1 were not recomputed
     assert resumed.path == folder
     assert _files(folder) == _files(reference.path)  # every file, byte for byte, no temp files left
     # a complete store is reused without computing anything
-    again = extract_tokens(manifest, BB, tmp_path, CFG, progress=False, on_shard_written=written.append)
+    again = extract_tokens(
+        manifest, BB, tmp_path, CFG, progress=False, on_shard_written=written.append
+    )
     assert again.path == folder and written == [0, 1, 2, 3]
 
 
-def test_two_ranks_equal_single_process(reference: TokenStore, manifest: pd.DataFrame, tmp_path: Path) -> None:
+def test_two_ranks_equal_single_process(
+    reference: TokenStore, manifest: pd.DataFrame, tmp_path: Path
+) -> None:
     cfgs = [CFG.replace(rank=r, world_size=2) for r in (0, 1)]
     folder = extract_rank(manifest, BB, tmp_path, cfgs[0], progress=False)
-    assert sorted(p.name for p in folder.glob("shard_*.npy")) == ["shard_00000.npy", "shard_00002.npy"]
+    assert sorted(p.name for p in folder.glob("shard_*.npy")) == [
+        "shard_00000.npy",
+        "shard_00002.npy",
+    ]
     with pytest.raises(IncompleteStoreError, match="other ranks"):
         extract_tokens(manifest, BB, tmp_path, cfgs[0], progress=False)
     store = extract_tokens(manifest, BB, tmp_path, cfgs[1], progress=False)  # last rank finalises
     assert _files(store.path) == _files(reference.path)
 
 
-def test_workers_give_same_bytes(reference: TokenStore, manifest: pd.DataFrame, tmp_path: Path) -> None:
+def test_workers_give_same_bytes(
+    reference: TokenStore, manifest: pd.DataFrame, tmp_path: Path
+) -> None:
     store = extract_tokens(manifest, BB, tmp_path, CFG.replace(num_workers=1), progress=False)
     assert _files(store.path) == _files(reference.path)
 
 
-def test_strict_raises_and_key_changes(manifest: pd.DataFrame, tmp_path: Path, reference: TokenStore) -> None:
+def test_strict_raises_and_key_changes(
+    manifest: pd.DataFrame, tmp_path: Path, reference: TokenStore
+) -> None:
     with pytest.raises(ImageReadError, match="myeloblast_3b.tif: zero-byte file"):
         extract_tokens(manifest, BB, tmp_path, CFG.replace(strict=True), progress=False)
     assert store_path(manifest, BB, tmp_path, CFG) == tmp_path / "tokens" / reference.path.name
-    assert store_path(manifest, BB.replace(layer=0), tmp_path, CFG) != store_path(manifest, BB, tmp_path, CFG)
-    assert store_path(manifest, BB.replace(init_seed=8), tmp_path, CFG) != store_path(manifest, BB, tmp_path, CFG)
-    assert store_path(manifest.iloc[:5], BB, tmp_path, CFG) != store_path(manifest, BB, tmp_path, CFG)
+    assert store_path(manifest, BB.replace(layer=0), tmp_path, CFG) != store_path(
+        manifest, BB, tmp_path, CFG
+    )
+    assert store_path(manifest, BB.replace(init_seed=8), tmp_path, CFG) != store_path(
+        manifest, BB, tmp_path, CFG
+    )
+    assert store_path(manifest.iloc[:5], BB, tmp_path, CFG) != store_path(
+        manifest, BB, tmp_path, CFG
+    )
     # batch size and workers do not change the store's identity
-    assert store_path(manifest, BB, tmp_path, CFG.replace(batch_size=3, num_workers=2)) == store_path(
-        manifest, BB, tmp_path, CFG)
+    assert store_path(
+        manifest, BB, tmp_path, CFG.replace(batch_size=3, num_workers=2)
+    ) == store_path(manifest, BB, tmp_path, CFG)
 
 
 def test_precision_auto() -> None:
-    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_fast_bf16() else "fp32")
+    assert resolve_precision("auto", torch.device("cpu")) == (
+        "bf16" if cpu_has_fast_bf16() else "fp32"
+    )
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
     with pytest.raises(ValueError, match="ExtractConfig.precision"):
         ExtractConfig(precision="fp8")
 
 
-def test_cli(data_root: Path, tmp_path: Path, reference: TokenStore, capsys: pytest.CaptureFixture) -> None:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args([
-        "--dataset", "mll23", "--root", str(data_root), "--arch", "tiny-test", "--init-seed", "7",
-        "--batch-size", "2", "--shard-size", "3", "--workers", "0", "--device", "cpu",
-        "--precision", "fp32", "--threads", "1", "--runs", str(tmp_path), "--no-progress",
-    ])
-    assert run_cli(args) == 0
+def test_cli(
+    data_root: Path, tmp_path: Path, reference: TokenStore, capsys: pytest.CaptureFixture
+) -> None:
+    assert (
+        main(
+            [
+                "extract",
+                "--dataset",
+                "mll23",
+                "--root",
+                str(data_root),
+                "--arch",
+                "tiny-test",
+                "--init-seed",
+                "7",
+                "--batch-size",
+                "2",
+                "--shard-size",
+                "3",
+                "--workers",
+                "0",
+                "--device",
+                "cpu",
+                "--precision",
+                "fp32",
+                "--threads",
+                "1",
+                "--runs",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[0] == str(tmp_path / "tokens" / reference.path.name)
     assert "RANDOM-INIT" in out[1] and "1 skipped" in out[1]
@@ -165,22 +229,30 @@ def test_failure_keeps_completed_shards(manifest: pd.DataFrame, tmp_path: Path) 
     """A strict failure in shard j leaves shards 0..j-1 on disk, including shard j-1, which is
     completed by the batch still in flight when the failure happens; a lenient rerun reuses them
     and ends byte-identical to an uninterrupted run."""
-    cfg = CFG.replace(shard_size=4)  # the broken file (row 8) opens shard 2; batch [6, 7] closes shard 1
+    cfg = CFG.replace(
+        shard_size=4
+    )  # the broken file (row 8) opens shard 2; batch [6, 7] closes shard 1
     bad_row = int(manifest.index[manifest["path"].str.endswith("myeloblast_3b.tif")][0])
     assert bad_row == 8 and bad_row % cfg.shard_size == 0, "fixture layout changed"
     reference = extract_tokens(manifest, BB, tmp_path / "ref", cfg, progress=False)
     with pytest.raises(ImageReadError):
         extract_tokens(manifest, BB, tmp_path, cfg.replace(strict=True), progress=False)
     folder = tmp_path / "tokens" / reference.path.name
-    assert sorted(p.name for p in folder.glob("shard_*.json")) == ["shard_00000.json", "shard_00001.json"]
+    assert sorted(p.name for p in folder.glob("shard_*.json")) == [
+        "shard_00000.json",
+        "shard_00001.json",
+    ]
     written: list[int] = []
-    store = extract_tokens(manifest, BB, tmp_path, cfg, progress=False, on_shard_written=written.append)
+    store = extract_tokens(
+        manifest, BB, tmp_path, cfg, progress=False, on_shard_written=written.append
+    )
     assert written == [2]
     assert _files(store.path) == _files(reference.path)
 
 
 def test_writer_error_stops_later_shards(manifest: pd.DataFrame, tmp_path: Path) -> None:
     """An error on the writer thread reaches the caller and no later shard is written."""
+
     def fail_at_0(k: int) -> None:
         raise OSError(f"disk full after shard {k}")
 
@@ -191,7 +263,7 @@ def test_writer_error_stops_later_shards(manifest: pd.DataFrame, tmp_path: Path)
 
 
 def test_default_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cytosae.extract as ex
+    import cytosae.store.extract as ex
 
     monkeypatch.setattr(ex, "available_cpus", lambda: 16)
     assert ex.default_workers(torch.device("cpu")) == 2
@@ -206,23 +278,59 @@ def test_fp16_overflow_is_an_error(manifest: pd.DataFrame, tmp_path: Path) -> No
     model = load_backbone(BB)
     with torch.no_grad():
         model.vit.patch_embed.proj.weight.mul_(1e9)
-    with pytest.raises(FloatingPointError, match=r"non-finite tokens \(fp16 overflow\?\) in shard 0"):
+    with pytest.raises(
+        FloatingPointError, match=r"non-finite tokens \(fp16 overflow\?\) in shard 0"
+    ):
         extract_tokens(manifest, BB, tmp_path, CFG, progress=False, model=model)
     assert not list(store_path(manifest, BB, tmp_path, CFG).glob("shard_*"))
 
 
 @pytest.mark.slow
-def test_torchrun_two_concurrent_ranks(data_root: Path, tmp_path: Path, reference: TokenStore) -> None:
+def test_torchrun_two_concurrent_ranks(
+    data_root: Path, tmp_path: Path, reference: TokenStore
+) -> None:
     """``torchrun --nproc_per_node 2 -m cytosae extract``: two ranks writing the same folder at
     the same time (RANK/WORLD_SIZE from the environment) give one store, byte-identical to a
     single process."""
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "cytosae", "extract", "--dataset", "mll23", "--root", str(data_root), "--arch", "tiny-test",
-           "--init-seed", "7", "--batch-size", "2", "--shard-size", "3", "--workers", "0", "--device", "cpu",
-           "--precision", "fp32", "--threads", "1", "--runs", str(tmp_path), "--no-progress", "--wait", "120"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "cytosae",
+        "extract",
+        "--dataset",
+        "mll23",
+        "--root",
+        str(data_root),
+        "--arch",
+        "tiny-test",
+        "--init-seed",
+        "7",
+        "--batch-size",
+        "2",
+        "--shard-size",
+        "3",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--runs",
+        str(tmp_path),
+        "--no-progress",
+        "--wait",
+        "120",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     folder = tmp_path / "tokens" / reference.path.name
@@ -232,8 +340,9 @@ def test_torchrun_two_concurrent_ranks(data_root: Path, tmp_path: Path, referenc
     assert len(shard_json) == reference.metadata["n_shards"]
 
 
-def test_fp32_turns_tf32_off_during_the_forward(manifest: pd.DataFrame, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fp32_turns_tf32_off_during_the_forward(
+    manifest: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """precision='fp32' means float32 throughout: TF32 is off while the backbone runs (cuDNN
     enables it for convolutions by default) and the previous flags come back afterwards."""
     model = load_backbone(BB)

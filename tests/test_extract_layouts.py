@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cytosae.backbone import BackboneConfig, load_backbone, preprocess
 from cytosae.cli import main
-from cytosae.imageio import read_rgb
-from cytosae.tokens import TokenStore
+from cytosae.data.imageio import read_rgb
+from cytosae.model.backbone import BackboneConfig, load_backbone, preprocess
+from cytosae.store.reader import TokenStore
 
 
 def _img(path: Path, seed: int, mode: str = "RGB", size: int = 12) -> None:
@@ -37,8 +37,11 @@ def _mll23(t: Path) -> tuple[Path, list[tuple[str, str, str, str]]]:
     _img(t / "myeloblast" / "myeloblast" / "m1.tif", 2, mode="RGBA")  # alpha dropped
     _img(t / "myeloblast" / "myeloblast" / "m2.tif", 3)
     (t / "myeloblast" / "myeloblast" / "m3.tif").write_bytes(b"")  # skipped, listed
-    return t, [("basophil/basophil/b1", "basophil", "", ""), ("myeloblast/myeloblast/m1", "myeloblast", "", ""),
-               ("myeloblast/myeloblast/m2", "myeloblast", "", "")]
+    return t, [
+        ("basophil/basophil/b1", "basophil", "", ""),
+        ("myeloblast/myeloblast/m1", "myeloblast", "", ""),
+        ("myeloblast/myeloblast/m2", "myeloblast", "", ""),
+    ]
 
 
 def _acevedo(t: Path) -> tuple[Path, list[tuple[str, str, str, str]]]:
@@ -46,8 +49,11 @@ def _acevedo(t: Path) -> tuple[Path, list[tuple[str, str, str, str]]]:
     _img(root / "ig" / "MY_1.jpg", 1)
     _img(root / "ig" / "PMY_2.jpg", 2)
     _img(root / "neutrophil" / "BNE_3.jpg", 3)
-    return t, [("ig/MY_1", "myelocyte", "", ""), ("ig/PMY_2", "promyelocyte", "", ""),
-               ("neutrophil/BNE_3", "neutrophil_band", "", "")]
+    return t, [
+        ("ig/MY_1", "myelocyte", "", ""),
+        ("ig/PMY_2", "promyelocyte", "", ""),
+        ("neutrophil/BNE_3", "neutrophil_band", "", ""),
+    ]
 
 
 def _matek19(t: Path) -> tuple[Path, list[tuple[str, str, str, str]]]:
@@ -69,11 +75,18 @@ def _hehr(t: Path) -> tuple[Path, list[tuple[str, str, str, str]]]:
     _img(t / "data" / "CBFB_MYH11" / "AAA" / "image_0.tif", 1, mode="RGBA")
     _img(t / "data" / "CBFB_MYH11" / "AAA" / "image_1.tif", 2)
     _img(t / "data" / "control" / "BBB" / "image_0.tif", 3, mode="I;16")  # 16-bit grey
-    pd.DataFrame({"patient_id": ["AAA", "BBB"], "bag_label": ["CBFB_MYH11", "control"],
-                  "instance_count": [2, 1]}).to_csv(t / "metadata.csv", index=False)
-    return t, [("data/CBFB_MYH11/AAA/image_0", "CBFB_MYH11", "AAA", "CBFB_MYH11"),
-               ("data/CBFB_MYH11/AAA/image_1", "CBFB_MYH11", "AAA", "CBFB_MYH11"),
-               ("data/control/BBB/image_0", "control", "BBB", "control")]
+    pd.DataFrame(
+        {
+            "patient_id": ["AAA", "BBB"],
+            "bag_label": ["CBFB_MYH11", "control"],
+            "instance_count": [2, 1],
+        }
+    ).to_csv(t / "metadata.csv", index=False)
+    return t, [
+        ("data/CBFB_MYH11/AAA/image_0", "CBFB_MYH11", "AAA", "CBFB_MYH11"),
+        ("data/CBFB_MYH11/AAA/image_1", "CBFB_MYH11", "AAA", "CBFB_MYH11"),
+        ("data/control/BBB/image_0", "control", "BBB", "control"),
+    ]
 
 
 def _imagefolder(t: Path) -> tuple[Path, list[tuple[str, str, str, str]]]:
@@ -85,26 +98,66 @@ def _imagefolder(t: Path) -> tuple[Path, list[tuple[str, str, str, str]]]:
 def _csv(t: Path) -> tuple[Path, list[tuple[str, str, str, str]]]:
     _img(t / "imgs" / "x.png", 1)
     _img(t / "imgs" / "y.png", 2)
-    pd.DataFrame({"path": ["imgs/x.png", "imgs/y.png"], "label": ["NGS", "LYT"],
-                  "patient": ["p1", "p2"], "disease": ["NPM1", "control"]}).to_csv(t / "m.csv", index=False)
+    pd.DataFrame(
+        {
+            "path": ["imgs/x.png", "imgs/y.png"],
+            "label": ["NGS", "LYT"],
+            "patient": ["p1", "p2"],
+            "disease": ["NPM1", "control"],
+        }
+    ).to_csv(t / "m.csv", index=False)
     return t / "m.csv", [("imgs/x", "NGS", "p1", "NPM1"), ("imgs/y", "LYT", "p2", "control")]
 
 
 LAYOUTS: dict[str, Callable[[Path], tuple[Path, list[tuple[str, str, str, str]]]]] = {
-    "mll23": _mll23, "acevedo": _acevedo, "matek19": _matek19, "bmc": _bmc, "hehr": _hehr,
-    "imagefolder": _imagefolder, "csv": _csv,
+    "mll23": _mll23,
+    "acevedo": _acevedo,
+    "matek19": _matek19,
+    "bmc": _bmc,
+    "hehr": _hehr,
+    "imagefolder": _imagefolder,
+    "csv": _csv,
 }
 
 
 @pytest.mark.parametrize("kind", list(LAYOUTS))
-def test_cli_extract_each_layout(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_extract_each_layout(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root, expected = LAYOUTS[kind](tmp_path / kind)
-    argv = ["extract", "--dataset", kind, "--root", str(root), "--arch", "tiny-test", "--init-seed", "3",
-            "--batch-size", "2", "--shard-size", "2", "--workers", "0", "--device", "cpu",
-            "--precision", "fp32", "--threads", "1", "--runs", str(tmp_path / "runs"), "--no-progress"]
+    argv = [
+        "extract",
+        "--dataset",
+        kind,
+        "--root",
+        str(root),
+        "--arch",
+        "tiny-test",
+        "--init-seed",
+        "3",
+        "--batch-size",
+        "2",
+        "--shard-size",
+        "2",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--runs",
+        str(tmp_path / "runs"),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     store = TokenStore(capsys.readouterr().out.splitlines()[0])
-    got = list(store.manifest[["image_id", "label", "patient", "disease"]].itertuples(index=False, name=None))
+    got = list(
+        store.manifest[["image_id", "label", "patient", "disease"]].itertuples(
+            index=False, name=None
+        )
+    )
     assert got == expected
     assert set(store.manifest["dataset"]) == {kind}
     assert store.is_random_init and store.n_images == len(expected)
@@ -117,4 +170,6 @@ def test_cli_extract_each_layout(kind: str, tmp_path: Path, capsys: pytest.Captu
     i = len(expected) - 1
     with torch.inference_mode():
         want = model(preprocess(read_rgb(store.manifest["path"].iloc[i]))[None])[0].numpy()
-    np.testing.assert_allclose(store.get_numpy([i])[0].astype(np.float32), want, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(
+        store.get_numpy([i])[0].astype(np.float32), want, rtol=2e-3, atol=2e-3
+    )

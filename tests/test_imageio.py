@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cytosae.imageio import ImageReadError, read_rgb, read_rgb_array, try_read_rgb
+from cytosae.data.imageio import ImageReadError, read_rgb, read_rgb_array, try_read_rgb
 
 
 def test_rgb_roundtrip(tmp_path: Path) -> None:
@@ -22,8 +22,10 @@ def test_rgb_roundtrip(tmp_path: Path) -> None:
 
 
 def test_rgba_drop_and_white(tmp_path: Path) -> None:
-    rgba = np.array([[[200, 100, 50, 255], [200, 100, 50, 0]],
-                     [[10, 20, 30, 128], [0, 0, 0, 51]]], dtype=np.uint8)
+    rgba = np.array(
+        [[[200, 100, 50, 255], [200, 100, 50, 0]], [[10, 20, 30, 128], [0, 0, 0, 51]]],
+        dtype=np.uint8,
+    )
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
     dropped = read_rgb_array(tmp_path / "a.png")
     np.testing.assert_array_equal(dropped, rgba[..., :3])  # == Image.convert("RGB")
@@ -38,9 +40,13 @@ def test_rgba_drop_and_white(tmp_path: Path) -> None:
 def test_grey_palette_la(tmp_path: Path) -> None:
     g = np.array([[0, 128], [255, 7]], dtype=np.uint8)
     Image.fromarray(g, mode="L").save(tmp_path / "g.png")
-    np.testing.assert_array_equal(read_rgb_array(tmp_path / "g.png"), np.repeat(g[..., None], 3, -1))
+    np.testing.assert_array_equal(
+        read_rgb_array(tmp_path / "g.png"), np.repeat(g[..., None], 3, -1)
+    )
     Image.fromarray(np.stack([g, np.full_like(g, 255)], -1), mode="LA").save(tmp_path / "la.png")
-    np.testing.assert_array_equal(read_rgb_array(tmp_path / "la.png"), np.repeat(g[..., None], 3, -1))
+    np.testing.assert_array_equal(
+        read_rgb_array(tmp_path / "la.png"), np.repeat(g[..., None], 3, -1)
+    )
     p = Image.new("P", (2, 1))
     p.putpalette([10, 20, 30, 40, 50, 60] + [0] * (256 * 3 - 6))
     p.putpixel((0, 0), 0)
@@ -71,10 +77,15 @@ def test_bad_files_reasons_and_strict(tmp_path: Path) -> None:
     (tmp_path / "text.jpg").write_text("definitely not an image\n" * 10)
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
-        buf, format="JPEG", quality=90)
+        buf, format="JPEG", quality=90
+    )
     (tmp_path / "trunc.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
-    cases = {"zero.tif": "zero-byte", "text.jpg": "not an image", "trunc.jpg": "truncated",
-             "missing.png": "missing"}
+    cases = {
+        "zero.tif": "zero-byte",
+        "text.jpg": "not an image",
+        "trunc.jpg": "truncated",
+        "missing.png": "missing",
+    }
     for name, reason in cases.items():
         img, why = try_read_rgb(tmp_path / name)
         assert img is None and reason in why, (name, why)

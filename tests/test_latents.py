@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cytosae.latents import LatentStats, encode_pass, label_entropy
+from cytosae.analysis.latents import LatentStats, encode_pass, label_entropy
 
 
 class FakeSAE(torch.nn.Module):
@@ -68,7 +68,9 @@ def tiny() -> tuple[torch.Tensor, pd.DataFrame]:
 @pytest.mark.parametrize("batch", [1, 2, 3])
 def test_encode_pass_hand_values(batch: int) -> None:
     f, man = tiny()
-    st = encode_pass(FakeSAE(4), FakeStore(f, man), tau=0.2, top_k=2, batch_images=batch, progress=False)
+    st = encode_pass(
+        FakeSAE(4), FakeStore(f, man), tau=0.2, top_k=2, batch_images=batch, progress=False
+    )
     np.testing.assert_allclose(st.sparsity, [2 / 3, 2 / 3, 0, 1], rtol=1e-6)
     np.testing.assert_allclose(st.mean_acts[[0, 1, 3]], [0.6, 0.15, 0.55 / 3], rtol=1e-6)
     assert np.isnan(st.mean_acts[2])
@@ -76,7 +78,9 @@ def test_encode_pass_hand_values(batch: int) -> None:
     np.testing.assert_allclose(st.patch_mean_acts[[0, 3]], [2.0, 2.75 / 6], rtol=1e-6)
     assert np.isnan(st.patch_mean_acts[1]) and np.isnan(st.patch_mean_acts[2])
     np.testing.assert_array_equal(st.top_indices, [[1, 0], [0, 2], [-1, -1], [2, 0]])
-    np.testing.assert_allclose(st.top_values, [[1.0, 0.2], [0.2, 0.1], [0, 0], [0.25, 0.2]], rtol=1e-6)
+    np.testing.assert_allclose(
+        st.top_values, [[1.0, 0.2], [0.2, 0.1], [0, 0], [0.25, 0.2]], rtol=1e-6
+    )
     h0 = -(5 / 6 * math.log(5 / 6) + 1 / 6 * math.log(1 / 6))
     np.testing.assert_allclose(st.top_entropy, [h0, 0, -1, 0], rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(st.counts.toarray(), [[1, 0, 0, 2], [2, 0, 0, 1], [0, 0, 0, 1]])
@@ -123,7 +127,9 @@ def test_random_matches_dense_reference() -> None:
     v = f.mean(1)
     np.testing.assert_allclose(st.sparsity, (v > 0).mean(0), rtol=1e-6)
     with np.errstate(invalid="ignore"):
-        np.testing.assert_allclose(st.mean_acts, np.where(v > 0, v, 0).sum(0) / (v > 0).sum(0), rtol=1e-5)
+        np.testing.assert_allclose(
+            st.mean_acts, np.where(v > 0, v, 0).sum(0) / (v > 0).sum(0), rtol=1e-5
+        )
     np.testing.assert_array_equal(st.top_indices, np.argsort(-v, 0)[:3].T)
     np.testing.assert_array_equal(st.counts.toarray(), (f[:, 1:] > 0.2).sum(1))
 

@@ -6,13 +6,17 @@ import types
 import nbformat
 import pytest
 
-from cytosae.notebook import UnknownParameterError, setup, unknown_parameters
-from cytosae.runner import NotebookFailed, check_parameters, run_notebook, strip_volatile
+from cytosae.workflow.notebook import UnknownParameterError, setup, unknown_parameters
+from cytosae.workflow.runner import NotebookFailed, check_parameters, run_notebook, strip_volatile
 
 
 def _nb(path, cells):
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     for src, tags in cells:
         c = nbformat.v4.new_code_cell(src)
         if tags:
@@ -38,8 +42,14 @@ def test_runner_rejects_unknown_parameter_before_running(tmp_path):
 
 @pytest.mark.slow
 def test_runner_names_the_failing_notebook_and_cell(tmp_path):
-    nb = _nb(tmp_path / "01_fail.ipynb", [('profile = "default"', ["parameters"]),
-                                          ("x = 1", None), ("raise KeyError('boom')", None)])
+    nb = _nb(
+        tmp_path / "01_fail.ipynb",
+        [
+            ('profile = "default"', ["parameters"]),
+            ("x = 1", None),
+            ("raise KeyError('boom')", None),
+        ],
+    )
     with pytest.raises(NotebookFailed, match=r"01_fail.ipynb: cell 2 .*KeyError.*boom"):
         run_notebook(nb, tmp_path / "out.ipynb", {"profile": "default"})
     out = json.loads((tmp_path / "out.ipynb").read_text())

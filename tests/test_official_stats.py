@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cytosae.official_stats import load_official_stats
-from cytosae.thresholds import concept_counts
+from cytosae.analysis.thresholds import concept_counts
+from cytosae.interop.official_stats import load_official_stats
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "cytosae-official-stats"
 
@@ -18,14 +18,19 @@ def test_loader_on_written_files(tmp_path: Path) -> None:
     S = 5
     torch.save(torch.tensor([0.1, 0.0, 1.0, 0.5, 0.2]), tmp_path / "sae_sparsity.pt")
     torch.save(torch.tensor([0.01, float("nan"), 2.0, 1e-4, 0.3]), tmp_path / "sae_mean_acts.pt")
-    torch.save(torch.arange(S * 2, dtype=torch.float32).reshape(S, 2), tmp_path / "max_activating_image_indices.pt")
+    torch.save(
+        torch.arange(S * 2, dtype=torch.float32).reshape(S, 2),
+        tmp_path / "max_activating_image_indices.pt",
+    )
     torch.save(torch.tensor([[2.0, 1.0]] * S), tmp_path / "max_activating_image_values.pt")
     torch.save(torch.tensor([[0, 1]] * S), tmp_path / "max_activating_image_label_indices.pt")
     st = load_official_stats(tmp_path, dataset="x", label_names=("a", "b"))
     assert st.top_indices.dtype == np.int64 and st.top_indices[4, 1] == 9
-    np.testing.assert_allclose(st.top_entropy, -(2 / 3 * np.log(2 / 3) + 1 / 3 * np.log(1 / 3)), rtol=1e-6)
+    np.testing.assert_allclose(
+        st.top_entropy, -(2 / 3 * np.log(2 / 3) + 1 / 3 * np.log(1 / 3)), rtol=1e-6
+    )
     np.testing.assert_array_equal(st.top_label_indices, [[0, 1]] * S)
-    from cytosae.retrieval import reference_images
+    from cytosae.analysis.retrieval import reference_images
 
     ref = reference_images(st, 2)
     assert list(ref["image_index"]) == [4, 5] and list(ref["label"]) == ["a", "b"]
@@ -44,13 +49,23 @@ def _need(ds: str) -> Path:
 def test_published_mll23_figures() -> None:
     st = load_official_stats(_need("mll23"))
     assert st.d_sae == 49152
-    assert list(concept_counts(st.mean_acts)["n_concepts"]) == [49152, 49152, 20803, 3801, 3641, 248, 1]
+    assert list(concept_counts(st.mean_acts)["n_concepts"]) == [
+        49152,
+        49152,
+        20803,
+        3801,
+        3641,
+        248,
+        1,
+    ]
     assert float(np.median(st.sparsity)) == pytest.approx(0.0024, abs=5e-5)
     assert int((st.sparsity == 1).sum()) == 7
     assert int((np.nan_to_num(st.mean_acts) > 0.1).sum()) == 248
 
 
-@pytest.mark.parametrize("ds,n", [("acevedo", 3816), ("matek", 4116), ("bmc", 4025), ("hehr", 3860)])
+@pytest.mark.parametrize(
+    "ds,n", [("acevedo", 3816), ("matek", 4116), ("bmc", 4025), ("hehr", 3860)]
+)
 def test_published_counts_at_minus3(ds: str, n: int) -> None:
     st = load_official_stats(_need(ds))
     assert int(concept_counts(st.mean_acts, [-3])["n_concepts"][0]) == n

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from cytosae.pipeline import DONE, cached_dir
+from cytosae.atomic import COMPLETE
+from cytosae.workflow.pipeline import cached_dir
 
 
 def test_cached_dir_builds_once_and_reuses(tmp_path):
@@ -15,7 +16,7 @@ def test_cached_dir_builds_once_and_reuses(tmp_path):
     a = cached_dir(tmp_path, "k1", build)
     b = cached_dir(tmp_path, "k1", build)
     assert a == b == tmp_path / "k1"
-    assert len(calls) == 1 and (a / DONE).is_file() and (a / "x.txt").read_text() == "42"
+    assert len(calls) == 1 and (a / COMPLETE).is_file() and (a / "x.txt").read_text() == "42"
 
 
 def test_cached_dir_crash_leaves_nothing_that_looks_complete(tmp_path):
@@ -34,7 +35,7 @@ def test_cached_dir_crash_leaves_nothing_that_looks_complete(tmp_path):
 def test_code_digest_changes_with_the_source(tmp_path, monkeypatch):
     import sys
 
-    from cytosae.pipeline import code_digest
+    from cytosae.workflow.pipeline import code_digest
 
     pkg = tmp_path / "fakepkg_cd"
     pkg.mkdir()

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cytosae import plots
-from cytosae.differential import differential_latents
-from cytosae.thresholds import concept_counts
+from cytosae.analysis.differential import differential_latents
+from cytosae.analysis.thresholds import concept_counts
+from cytosae.plotting import panels as plots
 
 STATS = SimpleNamespace(
     sparsity=np.array([0.1, 0.0, 1.0, 0.01]),
@@ -46,7 +46,14 @@ def test_concept_counts_and_sweep(ax) -> None:
     assert list(d["n_concepts"]) == [2, 1]
     _, d2 = plots.plot_concept_counts(ax, {"a": df, "b": df})
     assert set(d2) == {"a", "b"}
-    sw = pd.DataFrame({"threshold": [-3.0, 0.0], "n_latents_kept": [5, 1], "f1_mean": [0.8, 0.4], "f1_sd": [0.1, 0.2]})
+    sw = pd.DataFrame(
+        {
+            "threshold": [-3.0, 0.0],
+            "n_latents_kept": [5, 1],
+            "f1_mean": [0.8, 0.4],
+            "f1_sd": [0.1, 0.2],
+        }
+    )
     _, d3 = plots.plot_probe_sweep(ax, sw)
     np.testing.assert_array_equal(d3["f1_mean"], sw["f1_mean"])
     np.testing.assert_array_equal(d3["twin"].lines[0].get_ydata(), [5, 1])
@@ -57,7 +64,9 @@ def test_images_segmentation_barcode_confusion() -> None:
     imgs = [np.zeros((4, 4, 3), np.uint8), np.ones((4, 4, 3), np.uint8)]
     _, d = plots.plot_reference_images(axes[:3], imgs, ["a", "b"])
     assert len(d["images"]) == 2 and d["titles"] == ["a", "b"] and not axes[2].images
-    _, s = plots.plot_segmentation(axes[3], np.array([[1.0, 0.0], [0.0, 0.0]]), np.full((4, 4, 3), 80, np.uint8))
+    _, s = plots.plot_segmentation(
+        axes[3], np.array([[1.0, 0.0], [0.0, 0.0]]), np.full((4, 4, 3), 80, np.uint8)
+    )
     np.testing.assert_array_equal(s["image"][:2, :2, 0], 80)
     assert s["image"][2:, :, 0].max() == 0
     plt.close(fig)
@@ -79,7 +88,9 @@ def test_differential_and_recovery(ax) -> None:
     np.testing.assert_array_equal(d["x"], D[0])
     assert list(d["top_d1"]) == [0] and list(d["top_d2"]) == [2] and d["diagonal"] == (0.0, 5.0)
     res = SimpleNamespace(
-        per_concept=pd.DataFrame({"concept": ["n", "g"], "auroc": [0.95, 0.6], "iou": [0.7, 0.2], "best_latent": [3, 1]}),
+        per_concept=pd.DataFrame(
+            {"concept": ["n", "g"], "auroc": [0.95, 0.6], "iou": [0.7, 0.2], "best_latent": [3, 1]}
+        ),
         recovered_fraction=0.5,
         n_monosemantic=1,
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cytosae.probe import confusion_at, cross_validate, probe_C, sweep
+from cytosae.analysis.probe import confusion_at, cross_validate, probe_C, sweep
 
 
 def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

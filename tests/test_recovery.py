@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cytosae.recovery import (
+from cytosae.analysis.recovery import (
     align_patch_fractions,
     collect_patch_sample,
     concept_recovery,
@@ -54,8 +54,16 @@ def world() -> tuple[FakeStore, np.ndarray]:
 
 def test_recovery_hand_values() -> None:
     store, pf = world()
-    res = concept_recovery(FakeSAE(3), store, pf, ["c0", "c1"], n_candidates=3, progress=False, batch_images=1,
-                           min_positive=1)
+    res = concept_recovery(
+        FakeSAE(3),
+        store,
+        pf,
+        ["c0", "c1"],
+        n_candidates=3,
+        progress=False,
+        batch_images=1,
+        min_positive=1,
+    )
     assert res.n_patches == 8
     pc = res.per_concept.set_index("concept")
     assert pc.loc["c0", "best_latent"] == 0 and pc.loc["c1", "best_latent"] == 1
@@ -67,9 +75,13 @@ def test_recovery_hand_values() -> None:
     np.testing.assert_allclose(res.auroc[2], [0.5, 0.5])
     assert res.recovered_fraction == 1.0 and res.n_monosemantic == 2
     lat = res.latents.set_index("latent")
-    assert bool(lat.loc[2, "monosemantic"]) is False and lat.loc[0, "second_auroc"] == pytest.approx(0.1)
+    assert bool(lat.loc[2, "monosemantic"]) is False and lat.loc[
+        0, "second_auroc"
+    ] == pytest.approx(0.1)
     # rare concepts (3 positive patches < min_positive) are reported but not counted
-    rare = concept_recovery(FakeSAE(3), store, pf, ["c0", "c1"], n_candidates=3, progress=False, min_positive=4)
+    rare = concept_recovery(
+        FakeSAE(3), store, pf, ["c0", "c1"], n_candidates=3, progress=False, min_positive=4
+    )
     assert not rare.per_concept["evaluated"].any() and rare.recovered_fraction == 0.0
     assert rare.per_concept["auroc"].tolist() == [1.0, 1.0]
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cytosae.differential import differential_reference_images
-from cytosae.retrieval import (
+from cytosae.analysis.differential import differential_reference_images
+from cytosae.analysis.retrieval import (
     highlight_patch,
     load_image,
     patch_cell,
@@ -46,7 +46,9 @@ def test_highlighted_tile_is_the_token_read() -> None:
     tokens[patch_to_token(57), 2] = 3.0
     df = patch_latents(FakeSAE(S), tokens, 57, top_n=1)
     assert list(df["latent"]) == [2] and df["activation"].iloc[0] == 3.0
-    assert patch_latents(FakeSAE(S), tokens, 56).empty and patch_latents(FakeSAE(S), tokens, 58).empty
+    assert (
+        patch_latents(FakeSAE(S), tokens, 56).empty and patch_latents(FakeSAE(S), tokens, 58).empty
+    )
     acts_T = tokens[:, 2].numpy()
     img = np.full((224, 224, 3), 200, dtype=np.uint8)
     seg = segmentation_map(acts_T, img, mode="binary", dim=0.0)
@@ -58,14 +60,20 @@ def test_highlighted_tile_is_the_token_read() -> None:
 def test_patch_latents_filter_and_top() -> None:
     tokens = torch.zeros(5, 4)
     tokens[1 + 3] = torch.tensor([0.5, 2.0, 1.0, 0.0])
-    stats = SimpleNamespace(mean_acts=np.array([0.01, 0.5, np.nan, 0.0]), sparsity=np.array([0.1, 0.2, 1.0, 0.0]))
+    stats = SimpleNamespace(
+        mean_acts=np.array([0.01, 0.5, np.nan, 0.0]), sparsity=np.array([0.1, 0.2, 1.0, 0.0])
+    )
     df = patch_latents(FakeSAE(4), tokens, 3, stats=stats, top_n=1)
     assert list(df["latent"]) == [1, 2, 0]
     assert list(df["dropped"]) == [True, False, False] and list(df["top"]) == [False, True, False]
-    df2 = patch_latents(FakeSAE(4), tokens, 3, stats=stats, max_mean_act=None, max_sparsity=0.99, top_n=5)
+    df2 = patch_latents(
+        FakeSAE(4), tokens, 3, stats=stats, max_mean_act=None, max_sparsity=0.99, top_n=5
+    )
     assert list(df2["dropped"]) == [False, True, False] and list(df2["top"]) == [True, False, True]
     stats.patch_frequency = np.array([0.05, 0.01, 0.6, 0.0])
-    df3 = patch_latents(FakeSAE(4), tokens, 3, stats=stats, max_mean_act=None, max_patch_frequency=0.5, top_n=1)
+    df3 = patch_latents(
+        FakeSAE(4), tokens, 3, stats=stats, max_mean_act=None, max_patch_frequency=0.5, top_n=1
+    )
     assert list(df3["latent"]) == [1, 2, 0] and list(df3["dropped"]) == [False, True, False]
     assert list(df3["top"]) == [True, False, False]
 

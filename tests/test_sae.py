@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from cytosae.geomedian import geometric_median, init_b_dec
-from cytosae.sae import SAEConfig, SparseAutoencoder
-from cytosae.sparse_ops import sparse_relu_losses
+from cytosae.model.geomedian import geometric_median, init_b_dec
+from cytosae.model.sae import SAEConfig, SparseAutoencoder
+from cytosae.model.sparse_ops import sparse_relu_losses
 
 
 def _sae(**kw) -> SparseAutoencoder:
@@ -89,7 +89,10 @@ def test_each_loss_term_and_gradients_after_parallel_removal(path: str) -> None:
     out.loss.backward()
     sae.remove_gradient_parallel_to_decoder_directions()
 
-    leaves = [p.detach().clone().double().requires_grad_(True) for p in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec)]
+    leaves = [
+        p.detach().clone().double().requires_grad_(True)
+        for p in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec)
+    ]
     mse, l1, gh = _reference_loss(*leaves, x.double(), dead, 0.01)
     assert out.mse.item() == pytest.approx(mse.item(), rel=1e-5)
     assert out.l1.item() == pytest.approx(l1.item(), rel=1e-5)
@@ -99,7 +102,12 @@ def test_each_loss_term_and_gradients_after_parallel_removal(path: str) -> None:
     W_dec = leaves[2].detach()
     gW = leaves[2].grad
     gW = gW - (gW * W_dec).sum(1, keepdim=True) * W_dec  # parallel component removed by hand
-    expect = {"W_enc": leaves[0].grad, "b_enc": leaves[1].grad, "W_dec": gW, "b_dec": leaves[3].grad}
+    expect = {
+        "W_enc": leaves[0].grad,
+        "b_enc": leaves[1].grad,
+        "W_dec": gW,
+        "b_dec": leaves[3].grad,
+    }
     for name, g in expect.items():
         got = getattr(sae, name).grad.double()
         assert torch.allclose(got, g, rtol=1e-4, atol=1e-7), name

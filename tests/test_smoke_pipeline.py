@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cytosae.pipeline import Pipeline
-from cytosae.profiles import PROFILES, get_profile
+from cytosae.workflow.pipeline import Pipeline
+from cytosae.workflow.profiles import PROFILES, get_profile
 
 
 def test_profiles_round_trip_and_unknown_is_an_error():
@@ -16,7 +16,10 @@ def test_profiles_round_trip_and_unknown_is_an_error():
     with pytest.raises(ValueError, match="unknown profile 'fast'"):
         get_profile("fast")
     assert get_profile("default").backbone.weights == "random"
-    assert get_profile("paper").backbone.layer == -2 and get_profile("paper").sae.expansion_factor == 64
+    assert (
+        get_profile("paper").backbone.layer == -2
+        and get_profile("paper").sae.expansion_factor == 64
+    )
 
 
 def test_every_stage_is_cached_and_reused(smoke_pipeline, monkeypatch):
@@ -29,15 +32,19 @@ def test_every_stage_is_cached_and_reused(smoke_pipeline, monkeypatch):
     assert stats.sparsity.shape == (pipe.profile.sae.d_sae,)
     assert np.all((stats.sparsity >= 0) & (stats.sparsity <= 1))
     # a fresh pipeline over the same runs folder recomputes nothing
-    import cytosae.extract
-    import cytosae.latents
+    import cytosae.analysis.latents
+    import cytosae.store.extract
     import cytosae.synth
     import cytosae.train
 
     def boom(*a, **k):
         raise AssertionError("a cached stage was recomputed")
 
-    for mod, name in [(cytosae.synth, "write_all"), (cytosae.train, "train_sae"), (cytosae.latents, "encode_pass")]:
+    for mod, name in [
+        (cytosae.synth, "write_all"),
+        (cytosae.train, "train_sae"),
+        (cytosae.analysis.latents, "encode_pass"),
+    ]:
         monkeypatch.setattr(mod, name, boom)
     again = Pipeline("smoke", runs=pipe.runs, progress=False)
     s2 = again.stats("mll23")
@@ -53,13 +60,21 @@ def test_banner_says_synthetic_and_random_init(smoke_pipeline):
 
 @pytest.mark.slow
 def test_every_notebook_runs_on_smoke_and_writes_its_figures(smoke_pipeline, smoke_env):
-    from cytosae.runner import default_notebook_dir, list_notebooks, run_notebooks
+    from cytosae.workflow.runner import default_notebook_dir, list_notebooks, run_notebooks
 
     folder = default_notebook_dir()
     times = run_notebooks(folder, profile="smoke", out_dir=smoke_env["CYTOSAE_RUNS"] / "executed")
     assert list(times) == [p.name for p in list_notebooks(folder)] and len(times) >= 9
     figs = smoke_env["CYTOSAE_FIGURES"]
-    for name in ("synthetic_gallery", "sae_training", "fig2a_latent_landscape", "fig2b_reference_images",
-                 "fig3_patch_retrieval", "fig4_probe", "fig5_differential_latents", "concept_recovery"):
+    for name in (
+        "synthetic_gallery",
+        "sae_training",
+        "fig2a_latent_landscape",
+        "fig2b_reference_images",
+        "fig3_patch_retrieval",
+        "fig4_probe",
+        "fig5_differential_latents",
+        "concept_recovery",
+    ):
         for ext in ("png", "pdf"):
             assert (figs / f"{name}_smoke.{ext}").stat().st_size > 1000, name

@@ -11,21 +11,30 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+from cytosae.plotting.synthetic import (
+    plot_cohort,
+    plot_gallery,
+    plot_masks,
+    plot_realism,
+    render_grid,
+)
 from cytosae.synth import render_scene
 from cytosae.synth.cohort import make_cohort
-from cytosae.synth.gallery import plot_cohort, plot_gallery, plot_masks, plot_realism, render_grid
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "images"
 
 
 def test_gallery_mosaic_matches_individual_renders() -> None:
     fig, ax = plt.subplots()
-    ax, data = plot_gallery(ax, ["eosinophil", "lymphocyte"], ["metafer", "cellavision"], size=32, seed=1)
+    ax, data = plot_gallery(
+        ax, ["eosinophil", "lymphocyte"], ["metafer", "cellavision"], size=32, seed=1
+    )
     assert data["image"].shape == (64, 64, 3) and "SYNTHETIC" in ax.get_title()
     one = render_scene("lymphocyte", "cellavision", 32, np.random.default_rng([1, 1, 1])).paint()
     np.testing.assert_array_equal(data["image"][32:, 32:], one)
-    np.testing.assert_array_equal(render_grid(["eosinophil", "lymphocyte"], ["metafer", "cellavision"], 32, 1),
-                                  data["image"])
+    np.testing.assert_array_equal(
+        render_grid(["eosinophil", "lymphocyte"], ["metafer", "cellavision"], 32, 1), data["image"]
+    )
     plt.close(fig)
 
 

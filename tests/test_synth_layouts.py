@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import re
 from pathlib import Path
@@ -12,9 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from cytosae.cli import main
 from cytosae.synth import SynthConfig, load_groundtruth, write_all
 from cytosae.synth.celltypes import MLL23_CLASSES
-from cytosae.synth.cli import add_arguments, run_cli
 from cytosae.synth.cohort import DIFF_COLUMNS, METADATA_COLUMNS, make_cohort
 from cytosae.synth.groundtruth import patch_fractions_from_masks
 from cytosae.synth.layouts import (
@@ -26,10 +25,26 @@ from cytosae.synth.layouts import (
 )
 
 REAL_METADATA_COLUMNS = [
-    "patient_id", "sex_1f_2m", "age", "bag_label", "instance_count", "leucocytes_per_\u00b5l", "pb_myeloblast",
-    "pb_promyelocyte", "pb_myelocyte", "pb_metamyelocyte", "pb_neutrophil_band", "pb_neutrophil_segmented",
-    "pb_eosinophil", "pb_basophil", "pb_monocyte", "pb_lymph_typ", "pb_lymph_atyp_react", "pb_lymph_atyp_neopl",
-    "pb_other", "pb_total",
+    "patient_id",
+    "sex_1f_2m",
+    "age",
+    "bag_label",
+    "instance_count",
+    "leucocytes_per_\u00b5l",
+    "pb_myeloblast",
+    "pb_promyelocyte",
+    "pb_myelocyte",
+    "pb_metamyelocyte",
+    "pb_neutrophil_band",
+    "pb_neutrophil_segmented",
+    "pb_eosinophil",
+    "pb_basophil",
+    "pb_monocyte",
+    "pb_lymph_typ",
+    "pb_lymph_atyp_react",
+    "pb_lymph_atyp_neopl",
+    "pb_other",
+    "pb_total",
 ]
 
 
@@ -41,32 +56,47 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Pat
 
 
 def _images(root: Path, pattern: str) -> list[Path]:
-    return sorted(p for p in root.glob(pattern) if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts))
+    return sorted(
+        p
+        for p in root.glob(pattern)
+        if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
+    )
 
 
 def test_roots_are_the_contract_paths(smoke) -> None:
     out, roots, _ = smoke
-    assert roots == {"mll23": out / "mll23", "acevedo": out / "acevedo" / "PBC_dataset_normal_DIB",
-                     "matek19": out / "matek19" / "AML-Cytomorphology", "bmc": out / "bmc", "hehr": out / "hehr"}
+    assert roots == {
+        "mll23": out / "mll23",
+        "acevedo": out / "acevedo" / "PBC_dataset_normal_DIB",
+        "matek19": out / "matek19" / "AML-Cytomorphology",
+        "bmc": out / "bmc",
+        "hehr": out / "hehr",
+    }
     assert not list(out.glob(".*tmp*"))  # no temporary folder left behind
 
 
 def test_mll23_layout(smoke) -> None:
     root = smoke[1]["mll23"]
-    assert sorted(p.name for p in root.iterdir() if not p.name.startswith((".", "_"))) == sorted(MLL23_CLASSES)
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith((".", "_"))) == sorted(
+        MLL23_CLASSES
+    )
     files = _images(root, "*/*/*")
     assert len(files) == 18
     for f in files:
         assert f.parent.name == f.parent.parent.name and f.suffix == ".tif"
         assert re.fullmatch(r"\d\d-\d{4}\.PAP\.PB~[A-H]\.\d-\d{4}\.tif", f.name), f.name
         with Image.open(f) as im:
-            assert im.size == (288, 288) and im.mode == "RGB" and im.info["compression"] == "tiff_lzw"
+            assert (
+                im.size == (288, 288) and im.mode == "RGB" and im.info["compression"] == "tiff_lzw"
+            )
 
 
 def test_acevedo_layout(smoke) -> None:
     root = smoke[1]["acevedo"]
     assert root.name == "PBC_dataset_normal_DIB"
-    assert sorted(p.name for p in root.iterdir() if not p.name.startswith((".", "_"))) == sorted(ACEVEDO_GROUPS)
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith((".", "_"))) == sorted(
+        ACEVEDO_GROUPS
+    )
     files = _images(root, "*/*")
     assert len(files) == 16
     for f in files:
@@ -111,7 +141,13 @@ def test_hehr_layout_and_metadata(smoke) -> None:
     assert len(files) == 5 * 2 * 3
     meta = pd.read_csv(root / "metadata.csv", keep_default_na=False)
     assert list(meta.columns) == REAL_METADATA_COLUMNS == list(METADATA_COLUMNS)
-    assert sorted(set(meta["bag_label"])) == ["CBFB_MYH11", "NPM1", "PML_RARA", "RUNX1_RUNX1T1", "control"]
+    assert sorted(set(meta["bag_label"])) == [
+        "CBFB_MYH11",
+        "NPM1",
+        "PML_RARA",
+        "RUNX1_RUNX1T1",
+        "control",
+    ]
     for _, row in meta.iterrows():
         assert re.fullmatch(r"[A-Z]{3}", row["patient_id"])
         folder = root / "data" / row["bag_label"] / row["patient_id"]
@@ -133,7 +169,13 @@ def test_groundtruth_round_trip_and_subset_rendering(smoke) -> None:
         gt = load_groundtruth(root)
         jobs = plan_dataset(name, cfg)
         assert list(gt.index["relpath"]) == [j.relpath for j in jobs]
-        assert list(gt.index.columns[:5]) == ["relpath", "cell_type", "domain", "patient", "disease"]
+        assert list(gt.index.columns[:5]) == [
+            "relpath",
+            "cell_type",
+            "domain",
+            "patient",
+            "disease",
+        ]
         assert gt.patch_fractions.shape == (len(jobs), len(gt.concepts), 16, 16)
         assert gt.patch_fractions.dtype == np.float32
         for i in (0, len(jobs) - 1):  # any single image re-renders identically on its own
@@ -141,7 +183,9 @@ def test_groundtruth_round_trip_and_subset_rendering(smoke) -> None:
             masks = gt.masks(i)
             np.testing.assert_array_equal(masks, scene.masks())
             # stored patch fractions (float16 on disk) are those of the stored masks
-            np.testing.assert_allclose(gt.patch_fractions[i], patch_fractions_from_masks(masks), atol=2e-3)
+            np.testing.assert_allclose(
+                gt.patch_fractions[i], patch_fractions_from_masks(masks), atol=2e-3
+            )
             with Image.open(root / jobs[i].relpath) as im:
                 arr = np.asarray(im.convert("RGB"))
             assert masks.shape[1:] == arr.shape[:2]
@@ -154,8 +198,11 @@ def test_groundtruth_round_trip_and_subset_rendering(smoke) -> None:
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_identical_bytes_other_seed_differs(tmp_path: Path) -> None:
@@ -188,30 +235,49 @@ def test_config_round_trip_and_validation() -> None:
 def test_cohort_hallmarks_and_variation() -> None:
     patients = make_cohort(8, 40, np.random.default_rng(0))
     by = {b: [p for p in patients if p.bag_label == b] for b in {p.bag_label for p in patients}}
-    hallmark_home = {"blast_cup": "NPM1", "blast_auer_long": "RUNX1_RUNX1T1", "faggot_cell": "PML_RARA",
-                     "promyelocyte_atypical": "PML_RARA", "eosinophil_abnormal": "CBFB_MYH11"}
+    hallmark_home = {
+        "blast_cup": "NPM1",
+        "blast_auer_long": "RUNX1_RUNX1T1",
+        "faggot_cell": "PML_RARA",
+        "promyelocyte_atypical": "PML_RARA",
+        "eosinophil_abnormal": "CBFB_MYH11",
+    }
     for cell, home in hallmark_home.items():
         carriers = {p.bag_label for p in patients if cell in p.cells}
         assert carriers <= {home}, cell
     assert any("blast_cup" in p.cells for p in by["NPM1"])
     assert all("myeloblast" not in p.cells for p in by["control"])
     for p in patients:  # the drawn cells follow the differential (largest remainder of 40 images)
-        drawn_blasts = sum(c in ("myeloblast", "blast_cup", "blast_auer_long", "monoblast") for c in p.cells)
+        drawn_blasts = sum(
+            c in ("myeloblast", "blast_cup", "blast_auer_long", "monoblast") for c in p.cells
+        )
         assert abs(drawn_blasts - p.differential[0] / 100 * 40) <= 1.0
     # patients of one disease vary, and subtle patients have fewer blasts than the typical ones
     npm1_blasts = [p.differential[0] for p in by["NPM1"]]
     assert np.std(npm1_blasts) > 3
     subtle = [p.differential[0] for p in patients if p.subtle and p.bag_label != "PML_RARA"]
-    typical = [p.differential[0] for p in patients if not p.subtle and p.bag_label not in ("PML_RARA", "control")]
+    typical = [
+        p.differential[0]
+        for p in patients
+        if not p.subtle and p.bag_label not in ("PML_RARA", "control")
+    ]
     assert subtle and np.mean(subtle) < np.mean(typical)
 
 
 def test_cli_writes_requested_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(["--out", str(tmp_path), "--profile", "smoke", "--seed", "3", "--datasets", "bmc",
-                              "--no-progress"])
-    assert run_cli(args) == 0
+    argv = [
+        "synth",
+        "--out",
+        str(tmp_path),
+        "--profile",
+        "smoke",
+        "--seed",
+        "3",
+        "--datasets",
+        "bmc",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
     assert len(list((tmp_path / "bmc").glob("*/0001-1000/*.jpg"))) == 21
     assert f"bmc\t{tmp_path / 'bmc'}" in capsys.readouterr().out
     assert not (tmp_path / "mll23").exists()

@@ -32,22 +32,54 @@ def test_masks_are_exactly_the_pixels_painted_by_the_element(k: int) -> None:
         changed = (scene.paint(recolor={c: FAR}) != rgb).any(axis=2)
         np.testing.assert_array_equal(changed, masks[CONCEPTS.index(c)], err_msg=f"{cell_type}/{c}")
     # concepts of mutually exclusive elements partition the image
-    excl = [CONCEPTS.index(c) for c in ("background", "red_cell", "platelet", "nucleus", "cytoplasm_pink",
-                                        "cytoplasm_blue", "cytoplasm_grey", "cytoplasm_deep_blue", "granule_neutrophilic",
-                                        "granule_eosinophilic", "granule_basophilic", "granule_azurophilic",
-                                        "granule_abnormal_eosinophil", "auer_rod", "vacuole", "hof", "smudge", "debris")]
+    excl = [
+        CONCEPTS.index(c)
+        for c in (
+            "background",
+            "red_cell",
+            "platelet",
+            "nucleus",
+            "cytoplasm_pink",
+            "cytoplasm_blue",
+            "cytoplasm_grey",
+            "cytoplasm_deep_blue",
+            "granule_neutrophilic",
+            "granule_eosinophilic",
+            "granule_basophilic",
+            "granule_azurophilic",
+            "granule_abnormal_eosinophil",
+            "auer_rod",
+            "vacuole",
+            "hof",
+            "smudge",
+            "debris",
+        )
+    ]
     # (projections are tagged with their cytoplasm hue too, so they are counted once)
     assert (masks[excl].sum(axis=0) == 1).all(), cell_type
 
 
 @pytest.mark.parametrize(
     ("cell_type", "concept"),
-    [("eosinophil", "granule_eosinophilic"), ("basophil", "granule_basophilic"), ("faggot_cell", "faggot_bundle"),
-     ("blast_cup", "nucleus_cup"), ("hairy_cell", "projections"), ("blast_auer_long", "auer_rod"),
-     ("neutrophil_band", "nucleus_band"), ("neutrophil_segmented", "nucleus_lobed"), ("smudge_cell", "smudge"),
-     ("platelet", "platelet"), ("eosinophil_abnormal", "granule_abnormal_eosinophil"), ("myeloblast", "nucleolus"),
-     ("artefact", "debris"), ("lymphocyte", "chromatin_coarse"), ("myeloblast", "chromatin_fine"),
-     ("neutrophil_segmented", "granule_neutrophilic"), ("promyelocyte", "granule_azurophilic")],
+    [
+        ("eosinophil", "granule_eosinophilic"),
+        ("basophil", "granule_basophilic"),
+        ("faggot_cell", "faggot_bundle"),
+        ("blast_cup", "nucleus_cup"),
+        ("hairy_cell", "projections"),
+        ("blast_auer_long", "auer_rod"),
+        ("neutrophil_band", "nucleus_band"),
+        ("neutrophil_segmented", "nucleus_lobed"),
+        ("smudge_cell", "smudge"),
+        ("platelet", "platelet"),
+        ("eosinophil_abnormal", "granule_abnormal_eosinophil"),
+        ("myeloblast", "nucleolus"),
+        ("artefact", "debris"),
+        ("lymphocyte", "chromatin_coarse"),
+        ("myeloblast", "chromatin_fine"),
+        ("neutrophil_segmented", "granule_neutrophilic"),
+        ("promyelocyte", "granule_azurophilic"),
+    ],
 )
 def test_hallmark_concepts_are_drawn(cell_type: str, concept: str) -> None:
     _, masks = render_cell(cell_type, "metafer", 96, np.random.default_rng(5))
@@ -55,11 +87,19 @@ def test_hallmark_concepts_are_drawn(cell_type: str, concept: str) -> None:
 
 
 def test_hof_and_vacuoles_appear_at_their_rates() -> None:
-    hof = [render_cell("plasma_cell", "metafer", 64, np.random.default_rng(i))[1][CONCEPTS.index("hof")].any()
-           for i in range(10)]
+    hof = [
+        render_cell("plasma_cell", "metafer", 64, np.random.default_rng(i))[1][
+            CONCEPTS.index("hof")
+        ].any()
+        for i in range(10)
+    ]
     assert sum(hof) >= 6  # hof probability 0.9
-    vac = [render_cell("monocyte", "metafer", 64, np.random.default_rng(i))[1][CONCEPTS.index("vacuole")].any()
-           for i in range(10)]
+    vac = [
+        render_cell("monocyte", "metafer", 64, np.random.default_rng(i))[1][
+            CONCEPTS.index("vacuole")
+        ].any()
+        for i in range(10)
+    ]
     assert 1 <= sum(vac) <= 10
 
 
@@ -107,10 +147,14 @@ def test_patch_fractions_hand_made_cases() -> None:
     expected[0, 2, 3] = 0.5
     np.testing.assert_allclose(fr, expected, atol=1e-6)
     # a full mask is 1 everywhere at any size (bilinear weights sum to one)
-    np.testing.assert_allclose(patch_fractions_from_masks(np.ones((1, 50, 37), bool)), 1.0, atol=1e-5)
+    np.testing.assert_allclose(
+        patch_fractions_from_masks(np.ones((1, 50, 37), bool)), 1.0, atol=1e-5
+    )
     # 448 px: a block of 28 x 28 input pixels well inside a large region maps to fraction 1
     m = np.zeros((1, 448, 448), bool)
-    m[0, 56:168, 56:168] = True  # output patches rows/cols 2..5 (exactly), inner ones untouched by the blur
+    m[0, 56:168, 56:168] = (
+        True  # output patches rows/cols 2..5 (exactly), inner ones untouched by the blur
+    )
     fr = patch_fractions_from_masks(m)[0]
     np.testing.assert_allclose(fr[3:5, 3:5], 1.0, atol=1e-6)
     assert fr[0, 0] == 0.0 and fr[10, 10] == 0.0
@@ -120,7 +164,9 @@ def test_patch_fractions_hand_made_cases() -> None:
 def test_patch_fractions_equal_block_means_of_pil_resized_masks() -> None:
     rng = np.random.default_rng(0)
     masks = rng.random((3, 50, 37)) > 0.6
-    np.testing.assert_allclose(patch_fractions_from_masks(masks), _pil_patch_fractions(masks), atol=1e-5)
+    np.testing.assert_allclose(
+        patch_fractions_from_masks(masks), _pil_patch_fractions(masks), atol=1e-5
+    )
     scene = render_scene("eosinophil", "marrow", (81, 77), np.random.default_rng(2))
     via_owner = scene_patch_fractions(scene.owner, scene.tagbits)
     np.testing.assert_allclose(via_owner, _pil_patch_fractions(scene.masks()), atol=1e-5)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cytosae.thresholds import (
+from cytosae.analysis.thresholds import (
     above_threshold,
     concept_counts,
     log10_safe,
@@ -58,7 +58,7 @@ def test_review_sheet(tmp_path) -> None:
 
     from PIL import Image
 
-    from cytosae.review import write_review_sheet
+    from cytosae.analysis.review import write_review_sheet
 
     paths = []
     for i in range(2):

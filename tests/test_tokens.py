@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from cytosae.atomic import atomic_write_text
-from cytosae.datasets import MANIFEST_COLUMNS
-from cytosae.tokens import (
+from cytosae.data.adapters import MANIFEST_COLUMNS
+from cytosae.store.reader import (
     STORE_SCHEMA_VERSION,
     IncompleteStoreError,
     TokenStore,
@@ -30,14 +30,24 @@ def _make_store(folder: Path, sizes: list[int], finalize: bool = True) -> Path:
     n = sum(sizes)
     man = pd.DataFrame({c: [f"{c}{i}" for i in range(n)] for c in MANIFEST_COLUMNS})
     atomic_write_text(folder / "input_manifest.csv", csv_text(man))
-    req = {"schema_version": STORE_SCHEMA_VERSION, "store_key": "testkey", "n_shards": len(sizes),
-           "n_tokens": T, "d_model": D, "backbone": {"is_random_init": True}}
+    req = {
+        "schema_version": STORE_SCHEMA_VERSION,
+        "store_key": "testkey",
+        "n_shards": len(sizes),
+        "n_tokens": T,
+        "d_model": D,
+        "backbone": {"is_random_init": True},
+    }
     atomic_write_text(folder / "request.json", json_text(req))
     start = 0
     for k, s in enumerate(sizes):
         idx = np.arange(start, start + s)
-        arr = idx[:, None, None] + np.arange(T)[None, :, None] / 8 + np.arange(D)[None, None, :] / 64
-        write_shard(folder, k, arr.astype(np.float16), {"shard": k, "rows": idx.tolist(), "skipped": []})
+        arr = (
+            idx[:, None, None] + np.arange(T)[None, :, None] / 8 + np.arange(D)[None, None, :] / 64
+        )
+        write_shard(
+            folder, k, arr.astype(np.float16), {"shard": k, "rows": idx.tolist(), "skipped": []}
+        )
         start += s
     if finalize:
         assert finalize_store(folder)
@@ -76,10 +86,16 @@ def test_shuffled_batches_cover_each_image_once_and_are_deterministic(store: Tok
     e0 = [_ids(b) for b in store.iter_batches(4, seed=1, epoch=0, drop_last=False, window_shards=2)]
     flat = [i for b in e0 for i in b]
     assert sorted(flat) == list(range(38))  # exactly once
-    assert flat != list(range(38))           # shuffled
-    again = [_ids(b) for b in store.iter_batches(4, seed=1, epoch=0, drop_last=False, window_shards=2)]
+    assert flat != list(range(38))  # shuffled
+    again = [
+        _ids(b) for b in store.iter_batches(4, seed=1, epoch=0, drop_last=False, window_shards=2)
+    ]
     assert again == e0
-    e1 = [i for b in store.iter_batches(4, seed=1, epoch=1, drop_last=False, window_shards=2) for i in _ids(b)]
+    e1 = [
+        i
+        for b in store.iter_batches(4, seed=1, epoch=1, drop_last=False, window_shards=2)
+        for i in _ids(b)
+    ]
     assert sorted(e1) == list(range(38)) and e1 != flat
     dropped = list(store.iter_batches(4, seed=1, epoch=0, window_shards=2))
     assert len(dropped) == 9 and all(b.shape[0] == 4 for b in dropped)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from cytosae.checkpoint import CheckpointError, load_sae
-from cytosae.sae import SAEConfig
-from cytosae.train import TensorTokens, TrainConfig, density_histogram, train_many, train_sae
+from cytosae.atomic import is_complete
+from cytosae.model.sae import SAEConfig
+from cytosae.train.checkpoint import CheckpointError, load_sae
+from cytosae.train.loop import TensorTokens, TrainConfig, density_histogram, train_many, train_sae
 
 
 def _tokens(n: int = 48, t: int = 5, d: int = 16, seed: int = 0) -> torch.Tensor:
@@ -32,11 +33,13 @@ def test_kill_and_resume_is_bit_identical(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     x = _tokens()
     full = train_sae(x, SAE, TRAIN, tmp_path / "full", progress=False)
-    assert full.finished and (tmp_path / "full" / "done").is_file()
+    assert full.finished and is_complete(tmp_path / "full")
     assert (full.history["ghost"] > 0).any()  # ghost grads were exercised
     killed = train_sae(x, SAE, TRAIN.replace(stop_after_steps=6), tmp_path / "run", progress=False)
-    assert not killed.finished and not (tmp_path / "run" / "done").exists()
-    state = json.loads((tmp_path / "run" / "trainer_state" / "step_000000006" / "state.json").read_text())
+    assert not killed.finished and not is_complete(tmp_path / "run")
+    state = json.loads(
+        (tmp_path / "run" / "trainer_state" / "step_000000006" / "state.json").read_text()
+    )
     assert state["step"] == 6 and state["data_position"] == {"epoch": 1, "batch": 0}
     resumed = train_sae(x, SAE, TRAIN, tmp_path / "run", progress=False)
     a, b = _params(full.sae), _params(resumed.sae)
@@ -61,7 +64,10 @@ def test_sweep_on_one_pass_equals_separate_runs(tmp_path: Path) -> None:
     many = train_many(x, cfgs, tcfg, tmp_path / "sweep", progress=False)
     for i, c in enumerate(cfgs):
         one = train_sae(x, c, tcfg, tmp_path / f"one{i}", progress=False)
-        assert all(torch.equal(u, v) for u, v in zip(_params(one.sae).values(), _params(many[i].sae).values()))
+        assert all(
+            torch.equal(u, v)
+            for u, v in zip(_params(one.sae).values(), _params(many[i].sae).values())
+        )
         assert many[i].history.equals(one.history)
         assert load_sae(tmp_path / "sweep" / f"sae_{i:02d}").cfg == c
 
@@ -70,10 +76,21 @@ def test_metrics_history_and_density_histogram(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     x = _tokens(seed=2)
     tcfg = TRAIN.replace(total_images=8 * 10, log_every=5, density_window_steps=4, lr=0.05)
-    res = train_sae(x, SAE.replace(l1_coefficient=1.0, expansion_factor=4), tcfg, tmp_path / "m", progress=False)
+    res = train_sae(
+        x, SAE.replace(l1_coefficient=1.0, expansion_factor=4), tcfg, tmp_path / "m", progress=False
+    )
     h = res.history
     assert list(h["step"]) == [5, 10] and list(h["tokens"]) == [200, 400]
-    for col in ("mse", "nmse", "explained_variance", "l1", "l0", "dead_frac", "dense_frac", "ghost"):
+    for col in (
+        "mse",
+        "nmse",
+        "explained_variance",
+        "l1",
+        "l0",
+        "dead_frac",
+        "dense_frac",
+        "ghost",
+    ):
         assert np.isfinite(h[col]).all(), col
     assert np.allclose(h["explained_variance"], 1 - h["nmse"])
     assert h["l0"].iloc[-1] < 0.5 * h["l0"].iloc[0] and h["mse"].iloc[-1] < h["mse"].iloc[0]
@@ -96,7 +113,10 @@ def test_sparse_step_matches_dense_training(tmp_path: Path) -> None:
     dense = train_sae(x, SAE, tcfg.replace(sparse_mode="dense"), tmp_path / "d", progress=False)
     auto = train_sae(x, SAE, tcfg.replace(sparse_mode="auto", sparse_density_threshold=1.01), tmp_path / "s",
                      progress=False)  # fmt: skip
-    assert auto.history["sparse_step_frac"].iloc[-1] == 1.0 and dense.history["sparse_step_frac"].max() == 0.0
+    assert (
+        auto.history["sparse_step_frac"].iloc[-1] == 1.0
+        and dense.history["sparse_step_frac"].max() == 0.0
+    )
     for k, v in _params(dense.sae).items():
         assert torch.allclose(v, _params(auto.sae)[k], atol=1e-5, rtol=1e-4), k
 
@@ -136,7 +156,7 @@ def test_planted_dictionary_is_recovered(tmp_path: Path) -> None:
 
 
 def test_dead_window_ghost_grads_and_dense_fraction() -> None:
-    from cytosae.train import _SAETrainer
+    from cytosae.train.loop import _SAETrainer
 
     torch.set_num_threads(1)
     x = _tokens(seed=5).reshape(-1, 16)
@@ -155,7 +175,11 @@ def test_dead_window_ghost_grads_and_dense_fraction() -> None:
     assert row["dead_frac"] == pytest.approx(29 / 32) and row["dense_frac"] == pytest.approx(3 / 32)
     assert row["l0"] == pytest.approx(3.0)
     # explained variance accumulated in float64 matches a direct computation on a frozen SAE
-    tr2 = _SAETrainer(SAE.replace(expansion_factor=2), TRAIN.replace(lr=1e-30, lr_warmup_steps=0), torch.device("cpu"))
+    tr2 = _SAETrainer(
+        SAE.replace(expansion_factor=2),
+        TRAIN.replace(lr=1e-30, lr_warmup_steps=0),
+        torch.device("cpu"),
+    )
     before = tr2.sae(x)[0].detach().double()
     tr2.step(x, 0)
     xd = x.double()

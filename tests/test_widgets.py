@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-from cytosae.widgets import LatentBrowser, sorted_latents
+from cytosae.plotting.widget import LatentBrowser, sorted_latents
 
 STATS = SimpleNamespace(
     sparsity=np.array([0.5, 0.0, 0.2]),

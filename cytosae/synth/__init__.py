@@ -10,7 +10,7 @@ from __future__ import annotations
 from cytosae.synth.celltypes import CELL_TYPES, MLL23_CLASSES, SPECS, CellSpec
 from cytosae.synth.config import SYNTH_DATASETS, SynthConfig
 from cytosae.synth.groundtruth import GroundTruth, load_groundtruth
-from cytosae.synth.layouts import DATASET_ROOT, NATIVE_SIZE, plan_dataset, write_all, write_dataset
+from cytosae.synth.layouts import NATIVE_SIZE, plan_dataset, write_all, write_dataset
 from cytosae.synth.render import CONCEPTS, Scene, render_cell, render_scene
 from cytosae.synth.stains import DATASET_DOMAIN, DOMAINS
 
@@ -18,7 +18,6 @@ __all__ = [
     "CELL_TYPES",
     "CONCEPTS",
     "DATASET_DOMAIN",
-    "DATASET_ROOT",
     "DOMAINS",
     "MLL23_CLASSES",
     "NATIVE_SIZE",

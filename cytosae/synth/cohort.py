@@ -19,24 +19,40 @@ BAG_LABELS: tuple[str, ...] = ("CBFB_MYH11", "NPM1", "PML_RARA", "RUNX1_RUNX1T1"
 
 #: differential columns of the real metadata.csv (percent)
 DIFF_COLUMNS: tuple[str, ...] = (
-    "pb_myeloblast", "pb_promyelocyte", "pb_myelocyte", "pb_metamyelocyte", "pb_neutrophil_band",
-    "pb_neutrophil_segmented", "pb_eosinophil", "pb_basophil", "pb_monocyte", "pb_lymph_typ",
-    "pb_lymph_atyp_react", "pb_lymph_atyp_neopl", "pb_other",
+    "pb_myeloblast",
+    "pb_promyelocyte",
+    "pb_myelocyte",
+    "pb_metamyelocyte",
+    "pb_neutrophil_band",
+    "pb_neutrophil_segmented",
+    "pb_eosinophil",
+    "pb_basophil",
+    "pb_monocyte",
+    "pb_lymph_typ",
+    "pb_lymph_atyp_react",
+    "pb_lymph_atyp_neopl",
+    "pb_other",
 )
 
 #: exactly the columns of the real metadata.csv
 METADATA_COLUMNS: tuple[str, ...] = (
-    "patient_id", "sex_1f_2m", "age", "bag_label", "instance_count", "leucocytes_per_\u00b5l",
-    *DIFF_COLUMNS, "pb_total",
+    "patient_id",
+    "sex_1f_2m",
+    "age",
+    "bag_label",
+    "instance_count",
+    "leucocytes_per_\u00b5l",
+    *DIFF_COLUMNS,
+    "pb_total",
 )
 
 # mean differential (%) per disease, in DIFF_COLUMNS order
 _MEAN_DIFF: dict[str, tuple[float, ...]] = {
     #              blast  pro  myel meta band  seg   eos  baso mono lymph react neopl other
-    "control":       (0.0, 0.0, 0.0, 0.0, 3.0, 57.0, 3.0, 0.7, 6.5, 28.0, 1.0, 0.0, 0.8),
-    "NPM1":          (48.0, 1.0, 1.0, 0.5, 1.5, 12.0, 1.0, 0.3, 14.0, 18.0, 0.5, 0.0, 2.2),
-    "CBFB_MYH11":    (38.0, 1.5, 2.0, 1.0, 2.0, 12.0, 8.0, 0.5, 16.0, 16.0, 0.5, 0.0, 2.5),
-    "PML_RARA":      (8.0, 52.0, 2.0, 1.0, 1.0, 10.0, 0.5, 0.2, 2.0, 20.0, 0.5, 0.0, 2.8),
+    "control": (0.0, 0.0, 0.0, 0.0, 3.0, 57.0, 3.0, 0.7, 6.5, 28.0, 1.0, 0.0, 0.8),
+    "NPM1": (48.0, 1.0, 1.0, 0.5, 1.5, 12.0, 1.0, 0.3, 14.0, 18.0, 0.5, 0.0, 2.2),
+    "CBFB_MYH11": (38.0, 1.5, 2.0, 1.0, 2.0, 12.0, 8.0, 0.5, 16.0, 16.0, 0.5, 0.0, 2.5),
+    "PML_RARA": (8.0, 52.0, 2.0, 1.0, 1.0, 10.0, 0.5, 0.2, 2.0, 20.0, 0.5, 0.0, 2.8),
     "RUNX1_RUNX1T1": (40.0, 4.0, 6.0, 3.0, 3.0, 16.0, 2.5, 0.5, 4.0, 19.0, 0.5, 0.0, 1.5),
 }
 
@@ -105,14 +121,25 @@ def _cell_type(category: str, disease: str, hm: dict[str, float], rng: np.random
     if category == "pb_other":
         return _OTHER_TYPES[int(rng.integers(len(_OTHER_TYPES)))]
     return {
-        "pb_myelocyte": "myelocyte", "pb_metamyelocyte": "metamyelocyte", "pb_neutrophil_band": "neutrophil_band",
-        "pb_basophil": "basophil", "pb_monocyte": "monocyte", "pb_lymph_typ": "lymphocyte",
-        "pb_lymph_atyp_react": "lymphocyte_reactive", "pb_lymph_atyp_neopl": "lymphocyte_neoplastic",
+        "pb_myelocyte": "myelocyte",
+        "pb_metamyelocyte": "metamyelocyte",
+        "pb_neutrophil_band": "neutrophil_band",
+        "pb_basophil": "basophil",
+        "pb_monocyte": "monocyte",
+        "pb_lymph_typ": "lymphocyte",
+        "pb_lymph_atyp_react": "lymphocyte_reactive",
+        "pb_lymph_atyp_neopl": "lymphocyte_neoplastic",
     }[category]
 
 
-def make_cohort(patients_per_disease: int, images_per_patient: int, rng: np.random.Generator, *,
-                concentration: float = 30.0, subtle_fraction: float = 0.25) -> list[Patient]:
+def make_cohort(
+    patients_per_disease: int,
+    images_per_patient: int,
+    rng: np.random.Generator,
+    *,
+    concentration: float = 30.0,
+    subtle_fraction: float = 0.25,
+) -> list[Patient]:
     """Draw the cohort (patients in BAG_LABELS order, then by index).
 
     Args:
@@ -148,18 +175,31 @@ def make_cohort(patients_per_disease: int, images_per_patient: int, rng: np.rand
             alpha = concentration * base + 0.02 * (base > 0)
             p = rng.dirichlet(np.maximum(alpha, 1e-3)) * (base > 0)
             p = p / p.sum()
-            hm = {name: float(rng.uniform(lo, hi) * scale) for name, (lo, hi) in _HALLMARKS[disease].items()}
+            hm = {
+                name: float(rng.uniform(lo, hi) * scale)
+                for name, (lo, hi) in _HALLMARKS[disease].items()
+            }
             counts = _largest_remainder(p, images_per_patient)
             cats = np.repeat(np.arange(len(DIFF_COLUMNS)), counts)
             rng.shuffle(cats)
             cells = tuple(_cell_type(DIFF_COLUMNS[c], disease, hm, rng) for c in cats)
             pct = np.round(p * 100, 1)
             pct[np.argmax(pct)] += round(100.0 - float(pct.sum()), 1)
-            out.append(Patient(
-                patient_id=ids[k], bag_label=disease, sex_1f_2m=int(rng.integers(1, 3)),
-                age=int(rng.integers(20, 86)),
-                leucocytes_per_ul=int(rng.lognormal(np.log(6500 if disease == "control" else 25000), 0.5)),
-                subtle=subtle, differential=tuple(float(round(x, 1)) for x in pct), hallmarks=hm, cells=cells))
+            out.append(
+                Patient(
+                    patient_id=ids[k],
+                    bag_label=disease,
+                    sex_1f_2m=int(rng.integers(1, 3)),
+                    age=int(rng.integers(20, 86)),
+                    leucocytes_per_ul=int(
+                        rng.lognormal(np.log(6500 if disease == "control" else 25000), 0.5)
+                    ),
+                    subtle=subtle,
+                    differential=tuple(float(round(x, 1)) for x in pct),
+                    hallmarks=hm,
+                    cells=cells,
+                )
+            )
             k += 1
     return out
 
@@ -168,9 +208,14 @@ def metadata_frame(patients: list[Patient]) -> pd.DataFrame:
     """The metadata.csv table (exactly :data:`METADATA_COLUMNS`)."""
     rows = []
     for p in patients:
-        row: dict[str, object] = {"patient_id": p.patient_id, "sex_1f_2m": p.sex_1f_2m, "age": p.age,
-                                  "bag_label": p.bag_label, "instance_count": len(p.cells),
-                                  "leucocytes_per_\u00b5l": p.leucocytes_per_ul}
+        row: dict[str, object] = {
+            "patient_id": p.patient_id,
+            "sex_1f_2m": p.sex_1f_2m,
+            "age": p.age,
+            "bag_label": p.bag_label,
+            "instance_count": len(p.cells),
+            "leucocytes_per_\u00b5l": p.leucocytes_per_ul,
+        }
         row.update(dict(zip(DIFF_COLUMNS, p.differential)))
         row["pb_total"] = round(float(sum(p.differential)), 1)
         rows.append(row)
@@ -182,6 +227,13 @@ def cohort_composition(patients: list[Patient]) -> pd.DataFrame:
     rows = []
     for p in patients:
         s = pd.Series(p.cells).value_counts(normalize=True)
-        rows.append({"patient_id": p.patient_id, "bag_label": p.bag_label, "subtle": p.subtle, **s.to_dict()})
+        rows.append(
+            {
+                "patient_id": p.patient_id,
+                "bag_label": p.bag_label,
+                "subtle": p.subtle,
+                **s.to_dict(),
+            }
+        )
     df = pd.DataFrame(rows).fillna(0.0)
     return df

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from cytosae.config import JsonConfig
+from cytosae.data.catalog import PAPER_DATASETS
 
-SYNTH_DATASETS: tuple[str, ...] = ("mll23", "acevedo", "matek19", "bmc", "hehr")
+SYNTH_DATASETS: tuple[str, ...] = PAPER_DATASETS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,31 +47,49 @@ class SynthConfig(JsonConfig):
     def validate(self) -> None:
         for name in self.datasets:
             if name not in SYNTH_DATASETS:
-                raise ValueError(f"SynthConfig.datasets: unknown dataset {name!r}; known: {SYNTH_DATASETS}")
+                raise ValueError(
+                    f"SynthConfig.datasets: unknown dataset {name!r}; known: {SYNTH_DATASETS}"
+                )
         if len(set(self.datasets)) != len(self.datasets):
             raise ValueError(f"SynthConfig.datasets: duplicates in {self.datasets}")
-        for f in ("mll23_per_class", "acevedo_per_group", "matek19_per_class", "bmc_per_class",
-                  "hehr_patients_per_disease", "hehr_images_per_patient"):
+        for f in (
+            "mll23_per_class",
+            "acevedo_per_group",
+            "matek19_per_class",
+            "bmc_per_class",
+            "hehr_patients_per_disease",
+            "hehr_images_per_patient",
+        ):
             v = getattr(self, f)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"SynthConfig.{f} must be a positive int, got {v!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"SynthConfig.seed must be a non-negative int, got {self.seed!r}")
         if self.hehr_concentration <= 0:
-            raise ValueError(f"SynthConfig.hehr_concentration must be > 0, got {self.hehr_concentration!r}")
+            raise ValueError(
+                f"SynthConfig.hehr_concentration must be > 0, got {self.hehr_concentration!r}"
+            )
         for f in ("hehr_subtle_fraction", "matek19_rgba_fraction", "hehr_rgba_fraction"):
             v = getattr(self, f)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"SynthConfig.{f} must be in [0, 1], got {v!r}")
         if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"SynthConfig.jpeg_quality must be in [1, 100], got {self.jpeg_quality!r}")
+            raise ValueError(
+                f"SynthConfig.jpeg_quality must be in [1, 100], got {self.jpeg_quality!r}"
+            )
 
     @classmethod
     def for_profile(cls, name: str, **overrides: object) -> SynthConfig:
         """``smoke`` (a handful of images per dataset, < 3 s) or ``default`` (the embedded default)."""
         if name == "smoke":
-            base = cls(mll23_per_class=1, acevedo_per_group=2, matek19_per_class=1, bmc_per_class=1,
-                       hehr_patients_per_disease=2, hehr_images_per_patient=3)
+            base = cls(
+                mll23_per_class=1,
+                acevedo_per_group=2,
+                matek19_per_class=1,
+                bmc_per_class=1,
+                hehr_patients_per_disease=2,
+                hehr_images_per_patient=3,
+            )
         elif name == "default":
             base = cls()
         else:

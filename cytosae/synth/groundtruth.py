@@ -46,8 +46,18 @@ FORMAT_VERSION = 1
 RESIZE = 224
 PATCH_PX = 14
 PATCH_GRID = RESIZE // PATCH_PX
-INDEX_COLUMNS = ("relpath", "cell_type", "domain", "patient", "disease", "label", "height", "width",
-                 "elem_start", "elem_count")
+INDEX_COLUMNS = (
+    "relpath",
+    "cell_type",
+    "domain",
+    "patient",
+    "disease",
+    "label",
+    "height",
+    "width",
+    "elem_start",
+    "elem_count",
+)
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -86,7 +96,9 @@ def scene_patch_fractions(owner: np.ndarray, tagbits: np.ndarray) -> np.ndarray:
     onehot = (owner[None] == np.arange(E, dtype=np.uint8)[:, None, None]).astype(np.float32)
     x = onehot.reshape(E * H, W) @ Pw.T  # (E*H, 16)
     frac_E = np.matmul(Ph, x.reshape(E, H, PATCH_GRID))  # (E, 16, 16)
-    bits = ((tagbits[None, :] >> np.arange(len(CONCEPTS), dtype=np.uint64)[:, None]) & np.uint64(1)).astype(np.float32)
+    bits = (
+        (tagbits[None, :] >> np.arange(len(CONCEPTS), dtype=np.uint64)[:, None]) & np.uint64(1)
+    ).astype(np.float32)
     return (bits @ frac_E.reshape(E, -1)).reshape(len(CONCEPTS), PATCH_GRID, PATCH_GRID)
 
 
@@ -123,15 +135,30 @@ class GroundTruthWriter:
         self.tags: list[np.ndarray] = []
         self.fracs: list[np.ndarray] = []
         self._n_elem = 0
-        self._zip = zipfile.ZipFile(self.dir / "owners.npz", "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+        self._zip = zipfile.ZipFile(
+            self.dir / "owners.npz", "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6
+        )
 
-    def add(self, relpath: str, scene: Scene, *, label: str, patient: str = "", disease: str = "") -> None:
+    def add(
+        self, relpath: str, scene: Scene, *, label: str, patient: str = "", disease: str = ""
+    ) -> None:
         i = len(self.rows)
         tagbits = scene.tagbits
         H, W = scene.owner.shape
-        self.rows.append({"relpath": relpath, "cell_type": scene.cell_type, "domain": scene.domain,
-                          "patient": patient, "disease": disease, "label": label, "height": H, "width": W,
-                          "elem_start": self._n_elem, "elem_count": len(tagbits)})
+        self.rows.append(
+            {
+                "relpath": relpath,
+                "cell_type": scene.cell_type,
+                "domain": scene.domain,
+                "patient": patient,
+                "disease": disease,
+                "label": label,
+                "height": H,
+                "width": W,
+                "elem_start": self._n_elem,
+                "elem_count": len(tagbits),
+            }
+        )
         self._n_elem += len(tagbits)
         self.tags.append(tagbits)
         self.fracs.append(scene_patch_fractions(scene.owner, tagbits).astype(np.float16))
@@ -139,16 +166,31 @@ class GroundTruthWriter:
 
     def close(self) -> None:
         self._zip.close()
-        pd.DataFrame(self.rows, columns=list(INDEX_COLUMNS)).to_csv(self.dir / "index.csv", index=False)
+        pd.DataFrame(self.rows, columns=list(INDEX_COLUMNS)).to_csv(
+            self.dir / "index.csv", index=False
+        )
         tags = np.concatenate(self.tags) if self.tags else np.zeros(0, np.uint64)
         np.save(self.dir / "element_tags.npy", tags.astype(np.uint64), allow_pickle=False)
-        fr = np.stack(self.fracs) if self.fracs else np.zeros((0, len(CONCEPTS), PATCH_GRID, PATCH_GRID), np.float16)
-        with zipfile.ZipFile(self.dir / "patch_fractions.npz", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        fr = (
+            np.stack(self.fracs)
+            if self.fracs
+            else np.zeros((0, len(CONCEPTS), PATCH_GRID, PATCH_GRID), np.float16)
+        )
+        with zipfile.ZipFile(
+            self.dir / "patch_fractions.npz", "w", compression=zipfile.ZIP_DEFLATED
+        ) as zf:
             _zip_array(zf, "patch_fractions.npy", fr)
-        meta = {"format": FORMAT_VERSION, "dataset": self.dataset, "concepts": list(CONCEPTS),
-                "patch_grid": PATCH_GRID, "patch_px": PATCH_PX, "resize": RESIZE,
-                "resize_method": "PIL Image.resize(BILINEAR) of float masks to 224x224, mean over 14x14 blocks",
-                "n_images": len(self.rows), "config": self.config}
+        meta = {
+            "format": FORMAT_VERSION,
+            "dataset": self.dataset,
+            "concepts": list(CONCEPTS),
+            "patch_grid": PATCH_GRID,
+            "patch_px": PATCH_PX,
+            "resize": RESIZE,
+            "resize_method": "PIL Image.resize(BILINEAR) of float masks to 224x224, mean over 14x14 blocks",
+            "n_images": len(self.rows),
+            "config": self.config,
+        }
         (self.dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -212,12 +254,18 @@ def load_groundtruth(dataset_root: str | Path) -> GroundTruth:
             raise FileNotFoundError(f"ground truth file missing: {d / name}")
     meta = json.loads((d / "meta.json").read_text())
     if meta.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{d / 'meta.json'}: unsupported ground-truth format {meta.get('format')!r}")
-    index = pd.read_csv(d / "index.csv", keep_default_na=False, dtype={"patient": str, "disease": str, "label": str})
+        raise ValueError(
+            f"{d / 'meta.json'}: unsupported ground-truth format {meta.get('format')!r}"
+        )
+    index = pd.read_csv(
+        d / "index.csv", keep_default_na=False, dtype={"patient": str, "disease": str, "label": str}
+    )
     fr = _read_zip_array(d / "patch_fractions.npz", "patch_fractions.npy").astype(np.float32)
     tags = np.load(d / "element_tags.npy", allow_pickle=False)
     concepts = tuple(meta["concepts"])
     if fr.shape != (len(index), len(concepts), PATCH_GRID, PATCH_GRID):
-        raise ValueError(f"{d / 'patch_fractions.npz'}: shape {fr.shape} does not match {len(index)} images "
-                         f"x {len(concepts)} concepts")
+        raise ValueError(
+            f"{d / 'patch_fractions.npz'}: shape {fr.shape} does not match {len(index)} images "
+            f"x {len(concepts)} concepts"
+        )
     return GroundTruth(root, index, concepts, fr, tags, meta)

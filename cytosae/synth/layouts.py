@@ -20,6 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from cytosae.atomic import atomic_dir
+from cytosae.data.catalog import DATASET_ROOTS
 from cytosae.synth.celltypes import MLL23_CLASSES
 from cytosae.synth.cohort import Patient, make_cohort, metadata_frame
 from cytosae.synth.config import SYNTH_DATASETS, SynthConfig
@@ -32,33 +33,46 @@ log = logging.getLogger(__name__)
 #: fixed code per dataset, part of every per-image seed
 DATASET_CODE: dict[str, int] = {"mll23": 1, "acevedo": 2, "matek19": 3, "bmc": 4, "hehr": 5}
 
-#: dataset -> root relative to the output folder (what the adapter in cytosae.datasets takes)
-DATASET_ROOT: dict[str, str] = {
-    "mll23": "mll23",
-    "acevedo": "acevedo/PBC_dataset_normal_DIB",
-    "matek19": "matek19/AML-Cytomorphology",
-    "bmc": "bmc",
-    "hehr": "hehr",
-}
 
 #: native (H, W) and field of view (um across the larger side) per dataset
 NATIVE_SIZE: dict[str, tuple[int, int]] = {
-    "mll23": (288, 288), "acevedo": (363, 360), "matek19": (400, 400), "bmc": (250, 250), "hehr": (144, 144),
+    "mll23": (288, 288),
+    "acevedo": (363, 360),
+    "matek19": (400, 400),
+    "bmc": (250, 250),
+    "hehr": (144, 144),
 }
-FIELD_UM: dict[str, float] = {"mll23": 25.0, "acevedo": 36.0, "matek19": 28.0, "bmc": 25.0, "hehr": 25.0}
+FIELD_UM: dict[str, float] = {
+    "mll23": 25.0,
+    "acevedo": 36.0,
+    "matek19": 28.0,
+    "bmc": 25.0,
+    "hehr": 25.0,
+}
 
 ACEVEDO_GROUPS: dict[str, tuple[tuple[str, str, float], ...]] = {
     "basophil": (("BA", "basophil", 1.0),),
     "eosinophil": (("EO", "eosinophil", 1.0),),
     "erythroblast": (("ERB", "normoblast", 1.0),),
-    "ig": (("PMY", "promyelocyte", 0.3), ("MY", "myelocyte", 0.35), ("MMY", "metamyelocyte", 0.25), ("IG", "", 0.1)),
+    "ig": (
+        ("PMY", "promyelocyte", 0.3),
+        ("MY", "myelocyte", 0.35),
+        ("MMY", "metamyelocyte", 0.25),
+        ("IG", "", 0.1),
+    ),
     "lymphocyte": (("LY", "lymphocyte", 1.0),),
     "monocyte": (("MO", "monocyte", 1.0),),
-    "neutrophil": (("SNE", "neutrophil_segmented", 0.6), ("BNE", "neutrophil_band", 0.3), ("NEUTROPHIL", "", 0.1)),
+    "neutrophil": (
+        ("SNE", "neutrophil_segmented", 0.6),
+        ("BNE", "neutrophil_band", 0.3),
+        ("NEUTROPHIL", "", 0.1),
+    ),
     "platelet": (("PLATELET", "platelet", 1.0),),
 }
-_ACEVEDO_UNSPECIFIED = {"IG": ("promyelocyte", "myelocyte", "metamyelocyte"),
-                        "NEUTROPHIL": ("neutrophil_segmented", "neutrophil_band")}
+_ACEVEDO_UNSPECIFIED = {
+    "IG": ("promyelocyte", "myelocyte", "metamyelocyte"),
+    "NEUTROPHIL": ("neutrophil_segmented", "neutrophil_band"),
+}
 
 MATEK19_CLASSES: dict[str, tuple[str, str]] = {
     "BAS": ("basophil", "Basophil"),
@@ -79,11 +93,27 @@ MATEK19_CLASSES: dict[str, tuple[str, str]] = {
 }
 
 BMC_CLASSES: dict[str, str] = {
-    "ABE": "eosinophil_abnormal", "ART": "artefact", "BAS": "basophil", "BLA": "myeloblast", "EBO": "normoblast",
-    "EOS": "eosinophil", "FGC": "faggot_cell", "HAC": "hairy_cell", "KSC": "smudge_cell", "LYI": "lymphocyte_immature",
-    "LYT": "lymphocyte", "MMZ": "metamyelocyte", "MON": "monocyte", "MYB": "myelocyte", "NGB": "neutrophil_band",
-    "NGS": "neutrophil_segmented", "NIF": "not_identifiable", "OTH": "other", "PEB": "proerythroblast",
-    "PLM": "plasma_cell", "PMO": "promyelocyte",
+    "ABE": "eosinophil_abnormal",
+    "ART": "artefact",
+    "BAS": "basophil",
+    "BLA": "myeloblast",
+    "EBO": "normoblast",
+    "EOS": "eosinophil",
+    "FGC": "faggot_cell",
+    "HAC": "hairy_cell",
+    "KSC": "smudge_cell",
+    "LYI": "lymphocyte_immature",
+    "LYT": "lymphocyte",
+    "MMZ": "metamyelocyte",
+    "MON": "monocyte",
+    "MYB": "myelocyte",
+    "NGB": "neutrophil_band",
+    "NGS": "neutrophil_segmented",
+    "NIF": "not_identifiable",
+    "OTH": "other",
+    "PEB": "proerythroblast",
+    "PLM": "plasma_cell",
+    "PMO": "promyelocyte",
 }
 
 
@@ -140,8 +170,15 @@ def _plan_acevedo(cfg: SynthConfig) -> list[ImageJob]:
         k = 0
         for (prefix, ct, _), n in zip(prefixes, counts):
             for _ in range(n):
-                cell = ct or _ACEVEDO_UNSPECIFIED[prefix][int(rng.integers(len(_ACEVEDO_UNSPECIFIED[prefix])))]
-                jobs.append(ImageJob(f"{group}/{prefix}_{int(numbers[k])}.jpg", cell, prefix, "jpeg"))
+                cell = (
+                    ct
+                    or _ACEVEDO_UNSPECIFIED[prefix][
+                        int(rng.integers(len(_ACEVEDO_UNSPECIFIED[prefix])))
+                    ]
+                )
+                jobs.append(
+                    ImageJob(f"{group}/{prefix}_{int(numbers[k])}.jpg", cell, prefix, "jpeg")
+                )
                 k += 1
     return jobs
 
@@ -156,8 +193,10 @@ def _plan_matek19(cfg: SynthConfig) -> list[ImageJob]:
 
 def _with_alpha(jobs: list[ImageJob], fraction: float) -> list[ImageJob]:
     """Mark an evenly spread ``fraction`` of the jobs as RGBA (exact share, deterministic)."""
-    return [dataclasses.replace(j, rgba=np.floor((i + 1) * fraction) > np.floor(i * fraction))
-            for i, j in enumerate(jobs)]
+    return [
+        dataclasses.replace(j, rgba=np.floor((i + 1) * fraction) > np.floor(i * fraction))
+        for i, j in enumerate(jobs)
+    ]
 
 
 def _plan_bmc(cfg: SynthConfig) -> list[ImageJob]:
@@ -172,21 +211,39 @@ def _plan_bmc(cfg: SynthConfig) -> list[ImageJob]:
 
 def hehr_cohort(cfg: SynthConfig) -> list[Patient]:
     """The Hehr-like cohort of this config (deterministic)."""
-    return make_cohort(cfg.hehr_patients_per_disease, cfg.hehr_images_per_patient, _plan_rng(cfg, "hehr"),
-                       concentration=cfg.hehr_concentration, subtle_fraction=cfg.hehr_subtle_fraction)
+    return make_cohort(
+        cfg.hehr_patients_per_disease,
+        cfg.hehr_images_per_patient,
+        _plan_rng(cfg, "hehr"),
+        concentration=cfg.hehr_concentration,
+        subtle_fraction=cfg.hehr_subtle_fraction,
+    )
 
 
 def _plan_hehr(cfg: SynthConfig) -> list[ImageJob]:
     jobs = []
     for p in hehr_cohort(cfg):
         for n, ct in enumerate(p.cells):
-            jobs.append(ImageJob(f"data/{p.bag_label}/{p.patient_id}/image_{n}.tif", ct, p.bag_label, "tiff",
-                                 patient=p.patient_id, disease=p.bag_label))
+            jobs.append(
+                ImageJob(
+                    f"data/{p.bag_label}/{p.patient_id}/image_{n}.tif",
+                    ct,
+                    p.bag_label,
+                    "tiff",
+                    patient=p.patient_id,
+                    disease=p.bag_label,
+                )
+            )
     return _with_alpha(jobs, cfg.hehr_rgba_fraction)
 
 
-_PLANNERS = {"mll23": _plan_mll23, "acevedo": _plan_acevedo, "matek19": _plan_matek19, "bmc": _plan_bmc,
-             "hehr": _plan_hehr}
+_PLANNERS = {
+    "mll23": _plan_mll23,
+    "acevedo": _plan_acevedo,
+    "matek19": _plan_matek19,
+    "bmc": _plan_bmc,
+    "hehr": _plan_hehr,
+}
 
 
 def plan_dataset(name: str, cfg: SynthConfig) -> list[ImageJob]:
@@ -198,8 +255,13 @@ def plan_dataset(name: str, cfg: SynthConfig) -> list[ImageJob]:
 
 def render_job(name: str, cfg: SynthConfig, index: int, job: ImageJob) -> Scene:
     """Render image ``index`` of dataset ``name``."""
-    return render_scene(job.cell_type, DATASET_DOMAIN[name], NATIVE_SIZE[name], image_rng(cfg, name, index),
-                        field_um=FIELD_UM[name])
+    return render_scene(
+        job.cell_type,
+        DATASET_DOMAIN[name],
+        NATIVE_SIZE[name],
+        image_rng(cfg, name, index),
+        field_um=FIELD_UM[name],
+    )
 
 
 def _save(rgb: np.ndarray, path: Path, job: ImageJob, cfg: SynthConfig) -> None:
@@ -218,10 +280,13 @@ def _save(rgb: np.ndarray, path: Path, job: ImageJob, cfg: SynthConfig) -> None:
 def _extras(name: str, root: Path, cfg: SynthConfig, jobs: list[ImageJob]) -> None:
     if name == "matek19":
         (root / "abbreviations.txt").write_text(
-            "".join(f"{abb}\t{full}\n" for abb, (_, full) in MATEK19_CLASSES.items()))
+            "".join(f"{abb}\t{full}\n" for abb, (_, full) in MATEK19_CLASSES.items())
+        )
         # one line per image: path relative to the root, first annotation, second annotation
         # (a re-annotation; approximate stand-in for the real file)
-        (root / "annotations.dat").write_text("".join(f"{j.relpath} {j.label} {j.label}\n" for j in jobs))
+        (root / "annotations.dat").write_text(
+            "".join(f"{j.relpath} {j.label} {j.label}\n" for j in jobs)
+        )
     elif name == "hehr":
         metadata_frame(hehr_cohort(cfg)).to_csv(root / "metadata.csv", index=False)
 
@@ -244,8 +309,8 @@ def _one_blas_thread() -> Iterator[None]:
 def write_dataset(name: str, out: Path, cfg: SynthConfig, *, bar: tqdm | None = None) -> Path:
     """Write one dataset atomically under ``out`` and return its root (skips when already complete)."""
     out = Path(out)
-    top = out / DATASET_ROOT[name].split("/")[0]
-    root = out / DATASET_ROOT[name]
+    top = out / DATASET_ROOTS[name].split("/")[0]
+    root = out / DATASET_ROOTS[name]
     marker = {"dataset": name, "config": cfg.digest()}
     jobs = plan_dataset(name, cfg)
     mfile = top / _MARKER
@@ -258,7 +323,7 @@ def write_dataset(name: str, out: Path, cfg: SynthConfig, *, bar: tqdm | None = 
         except (OSError, json.JSONDecodeError):
             pass
     with atomic_dir(top) as tmp_top:
-        tmp_root = tmp_top / Path(DATASET_ROOT[name]).relative_to(top.name)
+        tmp_root = tmp_top / Path(DATASET_ROOTS[name]).relative_to(top.name)
         tmp_root.mkdir(parents=True, exist_ok=True)
         gt = GroundTruthWriter(tmp_root, name, {"synth_config": cfg.to_dict()})
         for i, job in enumerate(jobs):
@@ -283,12 +348,17 @@ def write_all(out: str | Path, cfg: SynthConfig, progress: bool = True) -> dict[
         progress: show a progress bar over all images.
 
     Returns:
-        dataset name -> root folder for the matching adapter in :mod:`cytosae.datasets`.
+        dataset name -> root folder for the matching adapter in :mod:`cytosae.data.adapters`.
     """
     out = Path(out)
     plans = {name: len(plan_dataset(name, cfg)) for name in cfg.datasets}
     roots: dict[str, Path] = {}
-    with _one_blas_thread(), tqdm(total=sum(plans.values()), desc="synthetic world", unit="img", disable=not progress) as bar:
+    with (
+        _one_blas_thread(),
+        tqdm(
+            total=sum(plans.values()), desc="synthetic world", unit="img", disable=not progress
+        ) as bar,
+    ):
         for name in cfg.datasets:
             bar.set_postfix_str(name)
             roots[name] = write_dataset(name, out, cfg, bar=bar)

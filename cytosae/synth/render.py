@@ -61,7 +61,12 @@ CONCEPTS: tuple[str, ...] = (
 CONCEPT_INDEX: dict[str, int] = {c: i for i, c in enumerate(CONCEPTS)}
 
 #: default field of view (um) per domain: MLL23/Hehr show ~25 um (datasets.md)
-DOMAIN_FIELD_UM: dict[str, float] = {"metafer": 25.0, "cellavision": 36.0, "precipoint": 28.0, "marrow": 25.0}
+DOMAIN_FIELD_UM: dict[str, float] = {
+    "metafer": 25.0,
+    "cellavision": 36.0,
+    "precipoint": 28.0,
+    "marrow": 25.0,
+}
 
 _REF_PPU = 288 / 25.0  # pixels per um at which the texture bank is defined
 _BANK = 512
@@ -187,8 +192,15 @@ class _Canvas:
         ox = int(self.rng.integers(0, _BANK - w * s + 1))
         return _bank()[kind, oy : oy + h * s : s, ox : ox + w * s : s]
 
-    def paint(self, ys: slice, xs: slice, mask: np.ndarray, eid: int,
-              t: np.ndarray | float = 0.0, shade: np.ndarray | float = 1.0) -> None:
+    def paint(
+        self,
+        ys: slice,
+        xs: slice,
+        mask: np.ndarray,
+        eid: int,
+        t: np.ndarray | float = 0.0,
+        shade: np.ndarray | float = 1.0,
+    ) -> None:
         np.copyto(self.owner[ys, xs], np.uint8(eid), where=mask)
         np.copyto(self.t[ys, xs], t, where=mask, casting="same_kind")
         np.copyto(self.shade[ys, xs], shade, where=mask, casting="same_kind")
@@ -201,7 +213,9 @@ def _atan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     mx += np.float32(1e-20)
     q = np.minimum(ax, ay) / mx
     s = q * q
-    r = ((np.float32(-0.0464964749) * s + np.float32(0.15931422)) * s - np.float32(0.327622764)) * s * q + q
+    r = (
+        (np.float32(-0.0464964749) * s + np.float32(0.15931422)) * s - np.float32(0.327622764)
+    ) * s * q + q
     r = np.where(ay > ax, np.float32(np.pi / 2) - r, r)
     r = np.where(x < 0, np.float32(np.pi) - r, r)
     return np.where(y < 0, -r, r)
@@ -226,7 +240,9 @@ _LUT_PHI = np.linspace(-np.pi, np.pi, _LUT_N + 1, dtype=np.float32)
 
 def _angular(phi: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Evaluate a function of the angle given on :data:`_LUT_PHI` (nearest entry)."""
-    idx = ((phi + np.float32(np.pi)) * np.float32(_LUT_N / (2 * np.pi)) + np.float32(0.5)).astype(np.int32)
+    idx = ((phi + np.float32(np.pi)) * np.float32(_LUT_N / (2 * np.pi)) + np.float32(0.5)).astype(
+        np.int32
+    )
     return np.take(table.astype(np.float32), idx)
 
 
@@ -240,7 +256,9 @@ def _rot(dy: np.ndarray, dx: np.ndarray, ang: float) -> tuple[np.ndarray, np.nda
     return dx * c + dy * s, dy * c - dx * s
 
 
-def _segment_dist(u: np.ndarray, v: np.ndarray, p0: tuple[float, float], p1: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _segment_dist(
+    u: np.ndarray, v: np.ndarray, p0: tuple[float, float], p1: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """Distance from points (u, v) to the segment p0-p1 and the position (0..1) along it."""
     du, dv = p1[0] - p0[0], p1[1] - p0[1]
     L2 = du * du + dv * dv + 1e-12
@@ -249,8 +267,9 @@ def _segment_dist(u: np.ndarray, v: np.ndarray, p0: tuple[float, float], p1: tup
 
 
 # ----------------------------------------------------------------------------- shapes
-def _nucleus_mask(shape: str, a: np.ndarray, b: np.ndarray, rn: float, spec: CellSpec,
-                  rng: np.random.Generator) -> np.ndarray:
+def _nucleus_mask(
+    shape: str, a: np.ndarray, b: np.ndarray, rn: float, spec: CellSpec, rng: np.random.Generator
+) -> np.ndarray:
     """Implicit nucleus of the given shape in nucleus-local coordinates (a along the long axis)."""
     if shape in ("round", "kidney", "cup"):
         ax = rng.uniform(1.0, 1.18)
@@ -264,7 +283,9 @@ def _nucleus_mask(shape: str, a: np.ndarray, b: np.ndarray, rn: float, spec: Cel
             cx = rn / ax + rd - depth
             m &= (b - cx) ** 2 + a**2 > rd * rd
         elif shape == "cup":
-            sa = rn * rng.uniform(0.6, 0.8)  # depth of the invagination (>= a quarter of the nucleus)
+            sa = rn * rng.uniform(
+                0.6, 0.8
+            )  # depth of the invagination (>= a quarter of the nucleus)
             sb = rn * rng.uniform(0.3, 0.42)
             c = rn / ax * rng.uniform(0.85, 1.0)
             m &= ((b - c) / sa) ** 2 + (a / sb) ** 2 > 1
@@ -276,7 +297,10 @@ def _nucleus_mask(shape: str, a: np.ndarray, b: np.ndarray, rn: float, spec: Cel
         r = np.sqrt(a * a + b * b)
         e1 = (R * np.cos(half), R * np.sin(half))
         e2 = (R * np.cos(half), -R * np.sin(half))
-        dend = np.minimum(np.sqrt((a - e1[0]) ** 2 + (b - e1[1]) ** 2), np.sqrt((a - e2[0]) ** 2 + (b - e2[1]) ** 2))
+        dend = np.minimum(
+            np.sqrt((a - e1[0]) ** 2 + (b - e1[1]) ** 2),
+            np.sqrt((a - e2[0]) ** 2 + (b - e2[1]) ** 2),
+        )
         inside = a > np.float32(np.cos(half)) * r  # |angle| < half
         d = np.where(inside, np.abs(r - R), dend)
         wob = 1 + 0.1 * _cos_k(3, a, b, rng.uniform(0, 6.3))
@@ -295,7 +319,10 @@ def _nucleus_mask(shape: str, a: np.ndarray, b: np.ndarray, rn: float, spec: Cel
         angs = -span / 2 + span * np.arange(n) / max(n - 1, 1) + rng.normal(0, 0.12, n)
         rad = rn * rng.uniform(0.55, 0.7)
         rl0 = rn * {2: 0.55, 3: 0.46, 4: 0.41, 5: 0.37}.get(n, 0.37)
-        cen = [(rad * np.cos(g) * rng.uniform(0.85, 1.1), rad * np.sin(g) * rng.uniform(0.85, 1.1)) for g in angs]
+        cen = [
+            (rad * np.cos(g) * rng.uniform(0.85, 1.1), rad * np.sin(g) * rng.uniform(0.85, 1.1))
+            for g in angs
+        ]
         m = np.zeros(np.broadcast_shapes(a.shape, b.shape), bool)
         for ca, cb in cen:
             rl = rl0 * rng.uniform(0.85, 1.15)
@@ -303,15 +330,22 @@ def _nucleus_mask(shape: str, a: np.ndarray, b: np.ndarray, rn: float, spec: Cel
             o = rng.uniform(0, np.pi)
             ua, vb = _rot(b - cb, a - ca, o)
             m |= (ua / rl) ** 2 + (vb / (rl * q)) ** 2 < 1
-        for (p0, p1) in zip(cen[:-1], cen[1:]):
+        for p0, p1 in zip(cen[:-1], cen[1:]):
             dd, _ = _segment_dist(a, b, p0, p1)
             m |= dd < rn * rng.uniform(0.06, 0.1)
         return m
     raise ValueError(f"unknown nucleus shape {shape!r}")
 
 
-def _granules(cv: _Canvas, ys: slice, xs: slice, u: np.ndarray, v: np.ndarray, g: Granules,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _granules(
+    cv: _Canvas,
+    ys: slice,
+    xs: slice,
+    u: np.ndarray,
+    v: np.ndarray,
+    g: Granules,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """One granule population drawn in batch: jittered, warped cell-noise (Worley) grids.
 
     Each grid site holds at most one granule of random radius and position, present with the
@@ -355,7 +389,9 @@ def _background(cv: _Canvas, pal: dict[str, np.ndarray]) -> None:
     cv.element(("background",), pal["background"])
 
 
-def _red_cells(cv: _Canvas, pal: dict[str, np.ndarray], n: int, keep_out: float, rng: np.random.Generator) -> None:
+def _red_cells(
+    cv: _Canvas, pal: dict[str, np.ndarray], n: int, keep_out: float, rng: np.random.Generator
+) -> None:
     if n <= 0:
         return
     eid = cv.element(("red_cell",), pal["rbc_body"], pal["rbc_pallor"])
@@ -379,13 +415,20 @@ def _red_cells(cv: _Canvas, pal: dict[str, np.ndarray], n: int, keep_out: float,
         u, v = _rot(dy, dx, rng.uniform(0, np.pi))
         d = np.sqrt((u / r) ** 2 + (v / (r * q)) ** 2)
         m = d < 1.0
-        pallor = _smoothstep(0.5, 0.18, d) * rng.uniform(0.6, 1.0)  # central pallor ~ a third of the diameter
+        pallor = _smoothstep(0.5, 0.18, d) * rng.uniform(
+            0.6, 1.0
+        )  # central pallor ~ a third of the diameter
         shade = 1.0 - 0.2 * _smoothstep(0.7, 1.0, d) + 0.015 * cv.tex(MEDIUM, ys, xs)
         cv.paint(ys, xs, m, eid, t=pallor.astype(np.float32), shade=shade)
 
 
-def _platelets(cv: _Canvas, pal: dict[str, np.ndarray], centres: list[tuple[float, float]],
-               rng: np.random.Generator, eid: int | None = None) -> None:
+def _platelets(
+    cv: _Canvas,
+    pal: dict[str, np.ndarray],
+    centres: list[tuple[float, float]],
+    rng: np.random.Generator,
+    eid: int | None = None,
+) -> None:
     if not centres:
         return
     if eid is None:
@@ -403,14 +446,20 @@ def _platelets(cv: _Canvas, pal: dict[str, np.ndarray], centres: list[tuple[floa
         cv.paint(ys, xs, m, eid, t=t, shade=1.0)
 
 
-def _debris(cv: _Canvas, pal: dict[str, np.ndarray], n: int, rng: np.random.Generator, big: bool = False) -> None:
+def _debris(
+    cv: _Canvas, pal: dict[str, np.ndarray], n: int, rng: np.random.Generator, big: bool = False
+) -> None:
     if n <= 0:
         return
     eid = cv.element(("debris",), pal["debris"], pal["background"])
     hy, hx = cv.H / cv.ppu / 2, cv.W / cv.ppu / 2
     for _ in range(n):
         r = rng.uniform(1.5, 5.0) if big else rng.uniform(0.3, 1.4)
-        cy, cx = (rng.uniform(-3, 3), rng.uniform(-3, 3)) if big else (rng.uniform(-hy, hy), rng.uniform(-hx, hx))
+        cy, cx = (
+            (rng.uniform(-3, 3), rng.uniform(-3, 3))
+            if big
+            else (rng.uniform(-hy, hy), rng.uniform(-hx, hx))
+        )
         ys, xs, dy, dx = cv.window(cy, cx, r * 1.6)
         if ys.stop <= ys.start or xs.stop <= xs.start:
             continue
@@ -421,7 +470,9 @@ def _debris(cv: _Canvas, pal: dict[str, np.ndarray], n: int, rng: np.random.Gene
         cv.paint(ys, xs, m, eid, t=t, shade=1.0)
 
 
-def _smudge(cv: _Canvas, pal: dict[str, np.ndarray], spec: CellSpec, rng: np.random.Generator) -> float:
+def _smudge(
+    cv: _Canvas, pal: dict[str, np.ndarray], spec: CellSpec, rng: np.random.Generator
+) -> float:
     """A ruptured cell: smeared, streaky pale chromatin without membrane or cytoplasm."""
     R = rng.uniform(*spec.diameter) / 2
     cy, cx = rng.normal(0, 0.8, 2)
@@ -431,12 +482,20 @@ def _smudge(cv: _Canvas, pal: dict[str, np.ndarray], spec: CellSpec, rng: np.ran
     rho = np.sqrt((u / stretch) ** 2 + v**2)
     phi = _atan2(v, u)
     p = rng.uniform(0, 6.3, 3)
-    table = R * (1 + 0.14 * np.cos(2 * _LUT_PHI + p[0]) + 0.09 * np.cos(3 * _LUT_PHI + p[1])
-                 + 0.05 * np.cos(5 * _LUT_PHI + p[2]))
-    m = rho < _angular(phi, table) * (1 + 0.1 * cv.tex(VCOARSE, ys, xs) + 0.05 * cv.tex(COARSE, ys, xs))
+    table = R * (
+        1
+        + 0.14 * np.cos(2 * _LUT_PHI + p[0])
+        + 0.09 * np.cos(3 * _LUT_PHI + p[1])
+        + 0.05 * np.cos(5 * _LUT_PHI + p[2])
+    )
+    m = rho < _angular(phi, table) * (
+        1 + 0.1 * cv.tex(VCOARSE, ys, xs) + 0.05 * cv.tex(COARSE, ys, xs)
+    )
     eid = cv.element(("smudge",), pal["smudge"], pal["smudge_streak"])
     streak = 0.5 + 0.5 * np.sin(v * rng.uniform(2.0, 3.5) + 1.2 * cv.tex(VCOARSE, ys, xs))
-    t = np.clip(streak * 0.7 + 0.15 * cv.tex(MEDIUM, ys, xs) + 0.3 * (1 - rho / R), 0, 1).astype(np.float32)
+    t = np.clip(streak * 0.7 + 0.15 * cv.tex(MEDIUM, ys, xs) + 0.3 * (1 - rho / R), 0, 1).astype(
+        np.float32
+    )
     cv.paint(ys, xs, m, eid, t=t, shade=1.0 + 0.03 * cv.tex(MEDIUM, ys, xs))
     return R * stretch
 
@@ -447,8 +506,15 @@ def _choose(rng: np.random.Generator, options: tuple[tuple[str, float], ...]) ->
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
-def _white_cell(cv: _Canvas, pal: dict[str, np.ndarray], spec: CellSpec, rng: np.random.Generator,
-                cy: float, cx: float, R: float) -> None:
+def _white_cell(
+    cv: _Canvas,
+    pal: dict[str, np.ndarray],
+    spec: CellSpec,
+    rng: np.random.Generator,
+    cy: float,
+    cx: float,
+    R: float,
+) -> None:
     """Cytoplasm, hof, granules, nucleus, nucleoli, vacuoles and Auer rods of one white cell."""
     ys, xs, dy, dx = cv.window(cy, cx, R * (1.45 if spec.projections else 1.2))
     u, v = _rot(dy, dx, rng.uniform(0, 2 * np.pi))
@@ -470,7 +536,9 @@ def _white_cell(cv: _Canvas, pal: dict[str, np.ndarray], spec: CellSpec, rng: np
     cv.paint(ys, xs, cell, cyto_id, t=t_cyto, shade=1.0 + 0.025 * cv.tex(MEDIUM, ys, xs))
     if spec.projections:
         m_sp = rng.uniform(9, 16)
-        spikes = np.maximum(0.0, np.cos(m_sp * phi + rng.uniform(0, 6.3) + 0.8 * np.cos(3 * phi))) ** 10
+        spikes = (
+            np.maximum(0.0, np.cos(m_sp * phi + rng.uniform(0, 6.3) + 0.8 * np.cos(3 * phi))) ** 10
+        )
         spikes *= rng.uniform(0.18, 0.32) * (0.6 + 0.4 * np.cos(2 * phi + rng.uniform(0, 6.3)))
         proj = (rho < Rphi * (1 + spikes)) & ~cell
         pid = cv.element(("projections", f"cytoplasm_{spec.hue}"), c1, c1)
@@ -485,8 +553,15 @@ def _white_cell(cv: _Canvas, pal: dict[str, np.ndarray], spec: CellSpec, rng: np
     w0, w1, _, _ = cv.window(cy + ny, cx + nx, rn * 1.5)
     nys = slice(max(ys.start, w0.start), min(ys.stop, w0.stop))
     nxs = slice(max(xs.start, w1.start), min(xs.stop, w1.stop))
-    sub = (slice(nys.start - ys.start, nys.stop - ys.start), slice(nxs.start - xs.start, nxs.stop - xs.start))
-    a, b = _rot(cv.y[nys] - np.float32(cy + ny), cv.x[:, nxs] - np.float32(cx + nx), psi + rng.normal(0, 0.6))
+    sub = (
+        slice(nys.start - ys.start, nys.stop - ys.start),
+        slice(nxs.start - xs.start, nxs.stop - xs.start),
+    )
+    a, b = _rot(
+        cv.y[nys] - np.float32(cy + ny),
+        cv.x[:, nxs] - np.float32(cx + nx),
+        psi + rng.normal(0, 0.6),
+    )
     nuc_s = _nucleus_mask(shape, a, b, rn, spec, rng) & (rho[sub] < Rphi[sub] * 0.97)
     nuc = np.zeros(cell.shape, bool)
     nuc[sub] = nuc_s
@@ -520,7 +595,11 @@ def _white_cell(cv: _Canvas, pal: dict[str, np.ndarray], spec: CellSpec, rng: np
     # nucleoli
     n_nl = int(rng.integers(int(spec.nucleoli[0]), int(spec.nucleoli[1]) + 1))
     if n_nl > 0 and shape not in ("lobed", "band"):
-        lid = cv.element(("nucleus", f"nucleus_{shape}", "nucleolus"), pal["nucleolus"], nc * 0.3 + pal["nucleolus"] * 0.7)
+        lid = cv.element(
+            ("nucleus", f"nucleus_{shape}", "nucleolus"),
+            pal["nucleolus"],
+            nc * 0.3 + pal["nucleolus"] * 0.7,
+        )
         nl = np.zeros(nuc_s.shape, bool)
         tl = np.zeros(nuc_s.shape, np.float32)
         for _ in range(n_nl):
@@ -579,8 +658,13 @@ def _white_cell(cv: _Canvas, pal: dict[str, np.ndarray], spec: CellSpec, rng: np
         cv.paint(ys, xs, rods & (rho < Rphi), aid, shade=1.0)
 
 
-def render_scene(cell_type: str, domain: str, size: int | tuple[int, int], rng: np.random.Generator,
-                 field_um: float | None = None) -> Scene:
+def render_scene(
+    cell_type: str,
+    domain: str,
+    size: int | tuple[int, int],
+    rng: np.random.Generator,
+    field_um: float | None = None,
+) -> Scene:
     """Draw one crop (a white cell centred among red cells) without colouring it.
 
     Args:
@@ -633,13 +717,20 @@ def render_scene(cell_type: str, domain: str, size: int | tuple[int, int], rng: 
     elif spec.special == "":
         cy, cx = rng.normal(0, 0.6, 2)
         _white_cell(cv, pal, spec, rng, float(cy), float(cx), R)
-    illum = (1.0 + 0.012 * cv.tex(VCOARSE, slice(0, H), slice(0, W))).astype(np.float32) * np.float32(rng.uniform(0.97, 1.03))
+    illum = (1.0 + 0.012 * cv.tex(VCOARSE, slice(0, H), slice(0, W))).astype(
+        np.float32
+    ) * np.float32(rng.uniform(0.97, 1.03))
     noise = (float(style["noise"]) * cv.tex(WHITE, slice(0, H), slice(0, W))).astype(np.float32)  # type: ignore[arg-type]
     return Scene(cv.owner, cv.t, cv.shade, illum, noise, cv.c0, cv.c1, cv.tags, cell_type, domain)
 
 
-def render_cell(cell_type: str, domain: str, size: int | tuple[int, int], rng: np.random.Generator,
-                field_um: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def render_cell(
+    cell_type: str,
+    domain: str,
+    size: int | tuple[int, int],
+    rng: np.random.Generator,
+    field_um: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Render one crop and its concept masks.
 
     Returns:

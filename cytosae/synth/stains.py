@@ -92,11 +92,17 @@ _CELLAVISION: dict[str, RGB] = {
 }
 
 
-def _shift(table: dict[str, RGB], delta: dict[str, tuple[int, int, int]], default: tuple[int, int, int]) -> dict[str, RGB]:
+def _shift(
+    table: dict[str, RGB], delta: dict[str, tuple[int, int, int]], default: tuple[int, int, int]
+) -> dict[str, RGB]:
     out: dict[str, RGB] = {}
     for k, (r, g, b) in table.items():
         dr, dg, db = delta.get(k, default)
-        out[k] = (int(np.clip(r + dr, 0, 255)), int(np.clip(g + dg, 0, 255)), int(np.clip(b + db, 0, 255)))
+        out[k] = (
+            int(np.clip(r + dr, 0, 255)),
+            int(np.clip(g + dg, 0, 255)),
+            int(np.clip(b + db, 0, 255)),
+        )
     return out
 
 

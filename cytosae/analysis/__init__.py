@@ -1,0 +1,1 @@
+"""Stage 5, analysis: latent statistics, thresholds, retrieval, barcodes, probe, differential latents, recovery."""

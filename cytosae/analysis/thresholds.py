@@ -1,0 +1,96 @@
+"""Concept counts versus the log10 mean-activation threshold, and KMeans sampling for review.
+
+"Concepts at threshold t" (paper Sec. 3, Fig. 2A) = latents with ``log10(mean activation) > t``.
+A latent that never fired (NaN mean activation) or has mean activation <= 0 never counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["above_threshold", "concept_counts", "log10_safe", "sample_latents_for_review"]
+
+
+def log10_safe(x: np.ndarray) -> np.ndarray:
+    """log10 of ``x`` with NaN where ``x`` is NaN or <= 0 (no warnings)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.full(x.shape, np.nan)
+    ok = np.isfinite(x) & (x > 0)
+    out[ok] = np.log10(x[ok])
+    return out
+
+
+def above_threshold(mean_acts: np.ndarray, threshold: float) -> np.ndarray:
+    """Boolean mask of latents with log10(mean act) > threshold (NaN never counts)."""
+    lm = log10_safe(mean_acts)
+    return np.where(np.isnan(lm), False, lm > threshold)
+
+
+def concept_counts(
+    mean_acts: np.ndarray, thresholds: Iterable[float] = range(-6, 1)
+) -> pd.DataFrame:
+    """Number of latents whose log10 mean activation exceeds each threshold.
+
+    Returns:
+        DataFrame with columns ``threshold`` and ``n_concepts``.
+    """
+    ts = [float(t) for t in thresholds]
+    return pd.DataFrame(
+        {"threshold": ts, "n_concepts": [int(above_threshold(mean_acts, t).sum()) for t in ts]}
+    )
+
+
+def _arrays(stats_or_arrays: Any) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(stats_or_arrays, tuple):
+        mean_acts, sparsity = stats_or_arrays
+    else:
+        mean_acts, sparsity = stats_or_arrays.mean_acts, stats_or_arrays.sparsity
+    return np.asarray(mean_acts, dtype=np.float64), np.asarray(sparsity, dtype=np.float64)
+
+
+def sample_latents_for_review(
+    stats_or_arrays: Any,
+    threshold: float = -3.0,
+    k: int = 10,
+    per_cluster: int = 5,
+    seed: int = 42,
+    n_init: int = 10,
+) -> pd.DataFrame:
+    """The paper's expert-review sampling: KMeans on latents above ``threshold``, ``per_cluster`` each.
+
+    Features are (log10 mean activation, log10 frequency) of latents with log10 mean act > threshold
+    (and frequency > 0). ``KMeans(n_clusters=k, random_state=seed, n_init=n_init)``; then from each
+    cluster ``min(per_cluster, size)`` latents are drawn without replacement by
+    ``np.random.default_rng(seed)`` (clusters visited in label order).
+
+    Args:
+        stats_or_arrays: a ``LatentStats``-like object (``mean_acts``, ``sparsity``) or a tuple
+            ``(mean_acts, sparsity)``.
+
+    Returns:
+        DataFrame (latent, cluster, log10_mean_act, log10_frequency), sorted by (cluster, latent).
+    """
+    from sklearn.cluster import KMeans
+
+    mean_acts, sparsity = _arrays(stats_or_arrays)
+    lm, lf = log10_safe(mean_acts), log10_safe(sparsity)
+    keep = above_threshold(mean_acts, threshold) & ~np.isnan(lf)
+    latents = np.flatnonzero(keep)
+    if latents.size < k:
+        raise ValueError(
+            f"only {latents.size} latents above threshold {threshold}; need at least k={k}"
+        )
+    X = np.stack([lm[latents], lf[latents]], 1)
+    km = KMeans(n_clusters=k, random_state=seed, n_init=n_init).fit(X)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(k):
+        members = latents[km.labels_ == c]
+        chosen = rng.choice(members, size=min(per_cluster, members.size), replace=False)
+        for s in np.sort(chosen):
+            rows.append((int(s), c, float(lm[s]), float(lf[s])))
+    return pd.DataFrame(rows, columns=["latent", "cluster", "log10_mean_act", "log10_frequency"])

@@ -1,0 +1,1 @@
+"""Interoperability: the authors' checkpoint format and their published latent statistics."""

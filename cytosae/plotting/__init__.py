@@ -1,0 +1,1 @@
+"""Stage 6, plotting: figure panels, figure composers and the latent browser widget."""

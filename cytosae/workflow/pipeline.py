@@ -1,0 +1,252 @@
+"""The cached pipeline that notebooks ask for what they need.
+
+Every stage's artifact lives in a folder keyed by a hash of its config and of its
+inputs, under the runs root (:func:`cytosae.paths.runs_root`)::
+
+    runs/synth/<hash(SynthConfig)>/                 the five synthetic datasets (+ ground truth)
+    runs/tokens/<hash(manifest, backbone, ...)>/     token store (owned by cytosae.store.extract)
+    runs/sae/<hash(SAEConfig, TrainConfig, store)>/  trained SAE + history (cytosae.train)
+    runs/stats/<hash(sae, store, tau, top_k)>/       latent statistics (cytosae.analysis.latents)
+
+A stage is reused when its folder is complete and computed otherwise, so each
+notebook runs on its own and the second one does not redo the first one's work.
+Folders are written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cytosae import __version__
+from cytosae.atomic import atomic_dir, is_complete, mark_complete
+from cytosae.config import digest
+from cytosae.data.catalog import DATASET_ROOTS
+from cytosae.paths import runs_root
+from cytosae.workflow.profiles import Profile, get_profile
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from cytosae.analysis.latents import LatentStats
+    from cytosae.model.sae import SAEConfig, SparseAutoencoder
+    from cytosae.store.reader import TokenStore
+
+log = logging.getLogger(__name__)
+
+
+def code_digest(*modules: str) -> str:
+    """Digest of the source files of the named modules/packages, so a code change invalidates
+    the cached artifacts it produced (the version number alone would not)."""
+    import hashlib
+    import importlib
+
+    h = hashlib.sha256()
+    for name in modules:
+        mod = importlib.import_module(name)
+        files = (
+            [Path(mod.__file__)]
+            if not hasattr(mod, "__path__")
+            else sorted(Path(next(iter(mod.__path__))).glob("*.py"))
+        )
+        for f in files:
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cached_dir(root: Path, key: str, build: Callable[[Path], None]) -> Path:
+    """Return ``root/key``, building it with ``build(tmp_dir)`` first when incomplete.
+
+    ``build`` writes into a fresh temporary sibling folder which is renamed into place
+    only when it returns, followed by the completion marker (:data:`cytosae.atomic.COMPLETE`), so a crash never leaves a
+    folder that looks complete.
+    """
+    final = root / key
+    if is_complete(final):
+        return final
+    with atomic_dir(final) as tmp:
+        build(tmp)
+        mark_complete(tmp, {"cytosae": __version__})
+    return final
+
+
+_SAE_CODE = (
+    "cytosae.model.sae",
+    "cytosae.train",
+    "cytosae.model.sparse_ops",
+    "cytosae.model.geomedian",
+)
+
+
+class Pipeline:
+    """Lazily computed, cached artifacts of one profile.
+
+    Args:
+        profile: a profile name (``smoke``, ``default``, ``paper``) or a :class:`Profile`.
+        runs: cache root; defaults to :func:`cytosae.paths.runs_root`.
+        progress: show progress bars.
+    """
+
+    def __init__(
+        self, profile: str | Profile = "default", runs: Path | None = None, progress: bool = True
+    ) -> None:
+        self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        self.runs = Path(runs) if runs is not None else runs_root()
+        self.progress = progress
+
+    # ------------------------------------------------------------------ data
+    @property
+    def synthetic(self) -> bool:
+        return self.profile.synth is not None
+
+    def banner(self) -> str:
+        """One line saying what this run is made of; printed at the top of every notebook."""
+        p = self.profile
+        bb = p.backbone
+        weights = "RANDOM-INIT weights" if bb.weights == "random" else f"weights {bb.weights}"
+        data = "SYNTHETIC blood-smear world (not real cells)" if self.synthetic else "real datasets"
+        return (
+            f"profile={p.name}: {data}; backbone {bb.arch} ({weights}), "
+            f"tokens from blocks[{bb.layer}]; SAE x{p.sae.expansion_factor}"
+        )
+
+    def tag(self) -> str:
+        """Short label for figure titles."""
+        parts = ["SYNTHETIC data" if self.synthetic else "real data"]
+        if self.profile.backbone.weights == "random":
+            parts.append("random-init DinoBloom")
+        return ", ".join(parts)
+
+    def save_figure(self, fig: Any, name: str) -> tuple[Path, Path]:
+        """Write ``fig`` to ``figures/`` as PNG and PDF (suffixed with the profile unless default)."""
+        from cytosae.paths import figures_dir
+        from cytosae.plotting.panels import save_figure
+
+        if self.profile.name != "default":
+            name = f"{name}_{self.profile.name}"
+        return save_figure(fig, name, figures_dir())
+
+    @functools.cached_property
+    def synth_root(self) -> Path:
+        from cytosae.synth import write_all
+
+        cfg = self.profile.synth
+        if cfg is None:
+            raise RuntimeError(f"profile {self.profile.name!r} has no synthetic world")
+        key = digest("synth", __version__, code_digest("cytosae.synth"), cfg.to_dict())
+
+        def build(tmp: Path) -> None:
+            write_all(tmp, cfg, progress=self.progress)
+
+        return cached_dir(self.runs / "synth", key, build)
+
+    def dataset_root(self, name: str) -> Path:
+        """Root folder of a dataset, in the layout its adapter reads."""
+        if name not in DATASET_ROOTS:
+            raise ValueError(f"unknown dataset {name!r}; known: {DATASET_ROOTS}")
+        if self.synthetic:
+            return self.synth_root / DATASET_ROOTS[name]
+        return self.profile.real_root(name)
+
+    @functools.cache
+    def manifest(self, name: str) -> pd.DataFrame:
+        from cytosae.data.adapters import load_manifest
+
+        return load_manifest(name, self.dataset_root(name))
+
+    def groundtruth(self, name: str) -> Any:
+        """Ground truth of a synthetic dataset (pixel masks, patch fractions, cell types)."""
+        from cytosae.synth import load_groundtruth
+
+        if not self.synthetic:
+            raise RuntimeError("ground truth exists only for the synthetic world")
+        return load_groundtruth(self.dataset_root(name))
+
+    # ---------------------------------------------------------------- tokens
+    @functools.cache
+    def tokens(self, name: str) -> TokenStore:
+        from cytosae.store.extract import extract_tokens
+
+        return extract_tokens(
+            self.manifest(name),
+            self.profile.backbone,
+            self.runs,
+            self.profile.extract,
+            progress=self.progress,
+        )
+
+    # ------------------------------------------------------------------- SAE
+    def sae_dir(self, sae_cfg: SAEConfig | None = None) -> Path:
+        """Folder of the SAE trained with the profile's config (or ``sae_cfg``, e.g. an ablation)."""
+        from cytosae.train import train_sae
+
+        p = self.profile
+        cfg = sae_cfg or p.sae
+        store = self.tokens(p.train_dataset)
+        key = digest(
+            "sae",
+            __version__,
+            code_digest(*_SAE_CODE),
+            cfg.to_dict(),
+            p.train.to_dict(),
+            store.digest,
+        )
+        work = self.runs / "sae" / f"work-{key}"
+
+        def build(tmp: Path) -> None:
+            # train in a stable work folder, so that an interrupted run resumes where it stopped
+            train_sae(store, cfg, p.train, work, progress=self.progress)
+            for f in work.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, tmp / f.name)
+
+        out = cached_dir(self.runs / "sae", key, build)
+        shutil.rmtree(work, ignore_errors=True)
+        return out
+
+    @functools.cached_property
+    def sae(self) -> SparseAutoencoder:
+        """The profile's trained SAE (eval mode, CPU)."""
+        from cytosae.train.checkpoint import load_sae
+
+        return load_sae(self.sae_dir()).eval()
+
+    def train_history(self, sae_cfg: SAEConfig | None = None) -> pd.DataFrame:
+        """Logged training metrics (one row per log step)."""
+        import pandas as pd
+
+        return pd.read_json(self.sae_dir(sae_cfg) / "metrics.jsonl", lines=True)
+
+    # ----------------------------------------------------------------- stats
+    @functools.cache
+    def stats(self, name: str) -> LatentStats:
+        from cytosae.analysis.latents import LatentStats, encode_pass
+
+        p = self.profile
+        store = self.tokens(name)
+        sae_key = self.sae_dir().name
+        key = digest(
+            "stats",
+            __version__,
+            code_digest("cytosae.analysis.latents"),
+            sae_key,
+            store.digest,
+            p.tau,
+            p.top_k,
+        )
+
+        def build(tmp: Path) -> None:
+            stats = encode_pass(self.sae, store, tau=p.tau, top_k=p.top_k, progress=self.progress)
+            stats.save(tmp)
+
+        return LatentStats.load(cached_dir(self.runs / "stats", key, build))
+
+    def ensure_all(self) -> None:
+        """Compute every stage of the profile (what ``cytosae pipeline`` does)."""
+        for name in self.profile.eval_datasets:
+            self.stats(name)

@@ -1,0 +1,144 @@
+"""Run the figure notebooks headlessly with papermill, in order, and say where one failed.
+
+``cytosae notebooks --profile default`` executes ``notebooks/NN_*.ipynb`` one by one with the
+notebook folder as working directory, writing executed copies to ``runs/executed/`` (or back
+into the notebooks with ``--inplace``, which is how the committed outputs are refreshed).
+Unknown parameters are an error, not papermill's warning.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cytosae.paths import repo_root, runs_root
+
+log = logging.getLogger(__name__)
+
+NOTEBOOK_RE = re.compile(r"^\d\d_.*\.ipynb$")
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names the notebook and the cell."""
+
+
+def default_notebook_dir() -> Path:
+    root = repo_root()
+    if root is None:
+        raise FileNotFoundError("not inside a cytosae checkout: pass --notebooks DIR")
+    return root / "notebooks"
+
+
+def list_notebooks(folder: Path, select: Sequence[str] = ()) -> list[Path]:
+    """Ordered ``NN_*.ipynb`` notebooks of ``folder``, optionally those whose name contains a selector."""
+    nbs = sorted(p for p in Path(folder).iterdir() if NOTEBOOK_RE.match(p.name))
+    if select:
+        nbs = [p for p in nbs if any(s in p.name for s in select)]
+        if not nbs:
+            raise FileNotFoundError(f"no notebook in {folder} matches {list(select)}")
+    return nbs
+
+
+def declared_parameters(path: Path) -> dict[str, Any]:
+    """The parameters a notebook declares in its ``parameters`` cell (papermill's inspection)."""
+    import papermill as pm
+
+    return dict(pm.inspect_notebook(str(path)))
+
+
+def check_parameters(path: Path, parameters: Mapping[str, Any]) -> None:
+    declared = declared_parameters(path)
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise ValueError(
+            f"{path.name}: unknown parameter(s) {unknown}; it declares {sorted(declared)}"
+        )
+
+
+def strip_volatile(path: Path) -> None:
+    """Drop papermill's timings and the kernel's volatile metadata so reruns diff cleanly."""
+    nb = json.loads(path.read_text())
+    nb.get("metadata", {}).pop("papermill", None)
+    for cell in nb.get("cells", []):
+        md = cell.get("metadata", {})
+        md.pop("papermill", None)
+        md.pop("execution", None)
+        tags = md.get("tags")
+        if tags == []:
+            md.pop("tags")
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def _same(declared: Mapping[str, Any] | None, value: Any) -> bool:
+    if declared is None:
+        return False
+    try:
+        return ast.literal_eval(str(declared.get("default"))) == value
+    except (ValueError, SyntaxError):
+        return False
+
+
+def run_notebook(path: Path, output: Path, parameters: Mapping[str, Any]) -> float:
+    """Execute one notebook; return seconds. Raises :class:`NotebookFailed` naming the cell."""
+    import papermill as pm
+
+    check_parameters(path, parameters)
+    defaults = declared_parameters(path)
+    # inject only what differs from the notebook's own values, so a default run adds no cell
+    inject = {k: v for k, v in parameters.items() if not _same(defaults.get(k), v)}
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(path),
+            str(output),
+            parameters=inject,
+            kernel_name="python3",
+            cwd=str(path.parent),
+            progress_bar=False,
+            log_output=False,
+        )
+    except pm.PapermillExecutionError as exc:
+        raise NotebookFailed(
+            f"{path.name}: cell {exc.cell_index} (execution count {exc.exec_count}) raised "
+            f"{exc.ename}: {exc.evalue}; the executed notebook is at {output}"
+        ) from exc
+    return time.perf_counter() - t0
+
+
+def run_notebooks(
+    folder: Path,
+    *,
+    profile: str = "default",
+    select: Sequence[str] = (),
+    inplace: bool = False,
+    out_dir: Path | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, float]:
+    """Run notebooks in order; return seconds per notebook."""
+    from tqdm.auto import tqdm
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)  # one line per notebook is ours
+    params = {"profile": profile, **(extra or {})}
+    if inplace and profile != "default":
+        raise ValueError(
+            "--inplace refreshes committed outputs, which come from the 'default' profile"
+        )
+    nbs = list_notebooks(folder, select)
+    for nb in nbs:  # validate everything before running anything
+        check_parameters(nb, params)
+    out_dir = out_dir or runs_root() / "executed" / profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    for nb in tqdm(nbs, desc="notebooks", unit="nb"):
+        output = nb if inplace else out_dir / nb.name
+        times[nb.name] = run_notebook(nb, output, params)
+        if inplace:
+            strip_volatile(nb)
+        log.info("%s: %.1f s", nb.name, times[nb.name])
+    return times
