@@ -11,8 +11,6 @@ import torch
 from cytosae.analysis.thresholds import concept_counts
 from cytosae.interop.official_stats import load_official_stats
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "cytosae-official-stats"
-
 
 def test_loader_on_written_files(tmp_path: Path) -> None:
     S = 5
@@ -40,14 +38,14 @@ def test_loader_on_written_files(tmp_path: Path) -> None:
         load_official_stats(tmp_path)
 
 
-def _need(ds: str) -> Path:
-    if not (REF / ds / "sae_mean_acts.pt").exists():
-        pytest.skip(f"official stats not present at {REF}")
-    return REF / ds
+@pytest.fixture(scope="module")
+def official(shared_reference: Path):
+    """Loader of the authors' statistics in ``../shared/reference`` (a missing file fails)."""
+    return lambda ds: load_official_stats(shared_reference / "cytosae-official-stats" / ds)
 
 
-def test_published_mll23_figures() -> None:
-    st = load_official_stats(_need("mll23"))
+def test_published_mll23_figures(official) -> None:
+    st = official("mll23")
     assert st.d_sae == 49152
     assert list(concept_counts(st.mean_acts)["n_concepts"]) == [
         49152,
@@ -66,7 +64,7 @@ def test_published_mll23_figures() -> None:
 @pytest.mark.parametrize(
     "ds,n", [("acevedo", 3816), ("matek", 4116), ("bmc", 4025), ("hehr", 3860)]
 )
-def test_published_counts_at_minus3(ds: str, n: int) -> None:
-    st = load_official_stats(_need(ds))
+def test_published_counts_at_minus3(official, ds: str, n: int) -> None:
+    st = official(ds)
     assert int(concept_counts(st.mean_acts, [-3])["n_concepts"][0]) == n
     assert st.top_entropy.shape == (49152,)

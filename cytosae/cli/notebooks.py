@@ -30,18 +30,46 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar=("NAME", "VALUE"),
         help="extra notebook parameter (JSON value)",
     )
+    parser.add_argument(
+        "--strip",
+        nargs="+",
+        type=Path,
+        metavar="NOTEBOOK",
+        help="only drop volatile metadata from these notebooks (the pre-commit hook)",
+    )
+    parser.add_argument(
+        "--check-clean",
+        action="store_true",
+        help="only check that the notebooks carry no volatile metadata and match their .py pairs",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from cytosae.workflow.runner import NotebookFailed, default_notebook_dir, run_notebooks
+    from cytosae.workflow.runner import (
+        NotebookFailed,
+        check_clean,
+        default_notebook_dir,
+        run_notebooks,
+        strip_volatile,
+    )
 
+    folder = args.notebooks or default_notebook_dir()
+    if args.strip:
+        for path in args.strip:
+            if path.suffix == ".ipynb" and strip_volatile(path):
+                print(f"stripped {path}")
+        return 0
+    if args.check_clean:
+        problems = check_clean(folder)
+        for line in problems:
+            print(line)
+        return 1 if problems else 0
     extra = {}
     for k, v in args.param:
         try:
             extra[k] = json.loads(v)
         except json.JSONDecodeError:
             extra[k] = v
-    folder = args.notebooks or default_notebook_dir()
     t0 = time.perf_counter()
     try:
         times = run_notebooks(

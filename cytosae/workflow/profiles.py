@@ -79,7 +79,7 @@ def get_profile(name: str) -> Profile:
                 "smoke", hehr_patients_per_disease=5, hehr_images_per_patient=2
             ),
             backbone=BackboneConfig(arch="dinobloom-s", weights="random", layer=1),
-            extract=ExtractConfig(batch_size=16),
+            extract=ExtractConfig(batch_size=16, precision="fp32"),
             sae=SAEConfig(d_in=384, expansion_factor=2),
             train=TrainConfig(
                 lr=2e-3,
@@ -97,7 +97,7 @@ def get_profile(name: str) -> Profile:
             name="default",
             synth=SynthConfig.for_profile("default"),
             backbone=BackboneConfig(arch="dinobloom-b", weights="random", layer=1),
-            extract=ExtractConfig(batch_size=32),
+            extract=ExtractConfig(batch_size=32, precision="fp32"),
             sae=SAEConfig(d_in=768, expansion_factor=4),
             train=TrainConfig(
                 lr=2e-3,

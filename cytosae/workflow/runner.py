@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cytosae.paths import repo_root, runs_root
+from cytosae.workflow.determinism import pin_cpu_kernels
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +62,57 @@ def check_parameters(path: Path, parameters: Mapping[str, Any]) -> None:
         )
 
 
-def strip_volatile(path: Path) -> None:
-    """Drop papermill's timings and the kernel's volatile metadata so reruns diff cleanly."""
-    nb = json.loads(path.read_text())
+def stripped(nb: dict[str, Any]) -> dict[str, Any]:
+    """``nb`` without papermill's timings and the kernel's volatile metadata (outputs are kept)."""
+    nb = json.loads(json.dumps(nb))
     nb.get("metadata", {}).pop("papermill", None)
     for cell in nb.get("cells", []):
         md = cell.get("metadata", {})
         md.pop("papermill", None)
         md.pop("execution", None)
-        tags = md.get("tags")
-        if tags == []:
+        if md.get("tags") == []:
             md.pop("tags")
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    return nb
+
+
+def _dump(nb: dict[str, Any]) -> str:
+    return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def strip_volatile(path: Path) -> bool:
+    """Rewrite ``path`` through :func:`stripped` so reruns diff cleanly; True if it changed."""
+    text = path.read_text()
+    clean = _dump(stripped(json.loads(text)))
+    if clean != text:
+        path.write_text(clean)
+    return clean != text
+
+
+def check_clean(folder: Path) -> list[str]:
+    """Problems of the committed notebooks: volatile metadata, or a ``.py`` pair out of sync.
+
+    Returns:
+        One line per problem (empty when clean); ``make lint`` fails on any.
+    """
+    import jupytext
+
+    problems = []
+    for nb_path in list_notebooks(folder):
+        text = nb_path.read_text()
+        if _dump(stripped(json.loads(text))) != text:
+            problems.append(
+                f"{nb_path}: volatile metadata (run: cytosae notebooks --strip {nb_path})"
+            )
+        py = nb_path.with_suffix(".py")
+        if not py.is_file():
+            problems.append(
+                f"{nb_path}: no paired {py.name} (run: jupytext --set-formats ipynb,py:percent)"
+            )
+            continue
+        want = jupytext.writes(jupytext.reads(text, fmt="ipynb"), fmt="py:percent")
+        if want != py.read_text():
+            problems.append(f"{py}: out of sync with {nb_path.name} (run: jupytext --sync {py})")
+    return problems
 
 
 def _same(declared: Mapping[str, Any] | None, value: Any) -> bool:
@@ -89,6 +129,7 @@ def run_notebook(path: Path, output: Path, parameters: Mapping[str, Any]) -> flo
     import papermill as pm
 
     check_parameters(path, parameters)
+    pin_cpu_kernels()  # the kernel inherits this environment
     defaults = declared_parameters(path)
     # inject only what differs from the notebook's own values, so a default run adds no cell
     inject = {k: v for k, v in parameters.items() if not _same(defaults.get(k), v)}
