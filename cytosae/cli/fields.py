@@ -16,7 +16,14 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["add_config_arguments", "config_from_args", "field_docs", "flag_name"]
+__all__ = [
+    "add_config_arguments",
+    "add_set_argument",
+    "config_from_args",
+    "field_docs",
+    "flag_name",
+    "parse_sets",
+]
 
 
 def flag_name(field: str) -> str:
@@ -153,3 +160,29 @@ def config_from_args(
     if base is not None:
         return dataclasses.replace(base, **values)
     return cls(**values)
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): profile overrides, e.g. ``--set sae.expansion_factor=16``."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile setting, e.g. sae.expansion_factor=16, train.lr=4e-5, "
+        "backbone.layer=5 (repeatable; values are JSON where they parse)",
+    )
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, str]:
+    """``["a.b=1", ...]`` -> ``{"a.b": "1"}``; a malformed item is an error that names it."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(
+                f"--set expects KEY=VALUE (e.g. sae.expansion_factor=16), got {item!r}"
+            )
+        out[key.strip()] = value
+    return out

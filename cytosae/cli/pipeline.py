@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cytosae.cli.fields import add_set_argument, parse_sets
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="default", help="smoke | default | paper")
+    add_set_argument(parser)
     parser.add_argument("--runs", type=Path, default=None, help="cache root (default: ./runs)")
     parser.add_argument("--show", action="store_true", help="print the profile as JSON and exit")
 
@@ -15,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cytosae.workflow.pipeline import Pipeline
 
-    pipe = Pipeline(args.profile, runs=args.runs)
+    pipe = Pipeline(args.profile, runs=args.runs, overrides=parse_sets(args.overrides))
     if args.show:
         print(pipe.profile.to_json())
         return 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from cytosae.atomic import atomic_dir, is_complete, mark_complete
 from cytosae.config import digest
 from cytosae.data.catalog import DATASET_ROOTS
 from cytosae.paths import runs_root
-from cytosae.workflow.profiles import Profile, get_profile
+from cytosae.workflow.profiles import Profile, apply_overrides, get_profile
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -90,12 +90,19 @@ class Pipeline:
         profile: a profile name (``smoke``, ``default``, ``paper``) or a :class:`Profile`.
         runs: cache root; defaults to :func:`cytosae.paths.runs_root`.
         progress: show progress bars.
+        overrides: dotted-key settings applied to the profile
+            (:func:`cytosae.workflow.profiles.apply_overrides`, e.g. ``{"sae.expansion_factor": 16}``).
     """
 
     def __init__(
-        self, profile: str | Profile = "default", runs: Path | None = None, progress: bool = True
+        self,
+        profile: str | Profile = "default",
+        runs: Path | None = None,
+        progress: bool = True,
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
-        self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        base = get_profile(profile) if isinstance(profile, str) else profile
+        self.profile = apply_overrides(base, overrides or {})
         self.runs = Path(runs) if runs is not None else runs_root()
         self.progress = progress
 
@@ -110,10 +117,13 @@ class Pipeline:
         bb = p.backbone
         weights = "RANDOM-INIT weights" if bb.weights == "random" else f"weights {bb.weights}"
         data = "SYNTHETIC blood-smear world (not real cells)" if self.synthetic else "real datasets"
-        return (
+        line = (
             f"profile={p.name}: {data}; backbone {bb.arch} ({weights}), "
             f"tokens from blocks[{bb.layer}]; SAE x{p.sae.expansion_factor}"
         )
+        if p.overrides:
+            line += "; overrides " + ", ".join(f"{k}={v}" for k, v in p.overrides)
+        return line
 
     def tag(self) -> str:
         """Short label for figure titles."""
@@ -129,6 +139,8 @@ class Pipeline:
 
         if self.profile.name != "default":
             name = f"{name}_{self.profile.name}"
+        if self.profile.overrides:  # never overwrite the committed figures with a variant
+            name = f"{name}_{digest(self.profile.overrides, length=8)}"
         return save_figure(fig, name, figures_dir())
 
     @functools.cached_property

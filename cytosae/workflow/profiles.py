@@ -16,12 +16,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
+import typing
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from cytosae.config import JsonConfig
+from cytosae.config import JsonConfig, _coerce
 from cytosae.data.catalog import DATASET_ROOTS
-from cytosae.model.backbone import BackboneConfig
+from cytosae.model.backbone import ARCHS, BackboneConfig
 from cytosae.model.sae import SAEConfig
 from cytosae.store.extract import ExtractConfig
 from cytosae.synth import SynthConfig
@@ -46,6 +51,7 @@ class Profile(JsonConfig):
     top_k: int = 10
     threshold: float = -3.0
     seed: int = 42
+    overrides: tuple[tuple[str, str], ...] = ()
 
     def validate(self) -> None:
         for d in (self.train_dataset, *self.eval_datasets):
@@ -53,8 +59,16 @@ class Profile(JsonConfig):
                 raise ValueError(
                     f"Profile.eval_datasets: unknown dataset {d!r}; known {list(DATASET_ROOTS)}"
                 )
-        if self.tau < 0:
-            raise ValueError(f"Profile.tau must be >= 0, got {self.tau}")
+        if not math.isfinite(self.tau) or self.tau < 0:
+            raise ValueError(f"Profile.tau must be a finite number >= 0, got {self.tau}")
+        if self.top_k < 1:
+            raise ValueError(f"Profile.top_k must be >= 1, got {self.top_k}")
+        width = ARCHS[self.backbone.arch].embed_dim
+        if self.sae.d_in != width:
+            raise ValueError(
+                f"Profile.sae.d_in={self.sae.d_in} does not match the width {width} of "
+                f"backbone.arch={self.backbone.arch!r}"
+            )
 
     def real_root(self, name: str) -> Path:
         """Root of a real dataset: ``$CYTOSAE_DATA_<NAME>`` or ``$CYTOSAE_DATA/<layout>``."""
@@ -70,8 +84,115 @@ class Profile(JsonConfig):
         return Path(base).expanduser() / DATASET_ROOTS[name]
 
 
-def get_profile(name: str) -> Profile:
-    """The named profile; an unknown name is an error listing the known ones."""
+#: Profile fields that overrides may not set
+_FIXED = ("name", "overrides")
+
+
+def override_keys(profile: Profile) -> list[str]:
+    """Every dotted key :func:`apply_overrides` accepts for ``profile`` (``sae.lr`` style)."""
+    keys = []
+    for f in dataclasses.fields(profile):
+        if f.name in _FIXED:
+            continue
+        value = getattr(profile, f.name)
+        if isinstance(value, JsonConfig):
+            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(value)]
+        elif value is None and f.name == "synth":
+            continue
+        else:
+            keys.append(f.name)
+    return keys
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: JSON when it parses (``16``, ``4e-5``, ``true``, ``["a"]``), else text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _typed(cls: type, field: str, value: Any, key: str) -> Any:
+    hint = typing.get_type_hints(cls)[field]
+    value = _coerce(hint, list(value) if isinstance(value, tuple) else value, key)
+    base = hint
+    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        rest = [a for a in typing.get_args(hint) if a is not type(None)]
+        base = rest[0] if len(rest) == 1 else hint
+    if typing.get_origin(base) is typing.Literal:
+        choices = typing.get_args(base)
+        if value not in choices:
+            raise ValueError(f"override {key}={value!r}: choose one of {list(choices)}")
+        return value
+    expected = typing.get_origin(base) or base
+    ok = isinstance(value, expected) if isinstance(expected, type) else True
+    if expected is int and isinstance(value, bool) or expected is float and isinstance(value, bool):
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"override {key}={value!r}: expected {getattr(expected, '__name__', expected)}"
+        )
+    return value
+
+
+def apply_overrides(profile: Profile, overrides: Mapping[str, Any]) -> Profile:
+    """``profile`` with dotted-key overrides applied and validated.
+
+    Keys name a config field (``sae.expansion_factor``, ``train.lr``, ``backbone.layer``,
+    ``extract.batch_size``, ``synth.mll23_per_class``) or a top-level field (``tau``,
+    ``eval_datasets``, ...). String values are parsed as JSON where they parse (the command
+    line's ``--set key=value``). When ``backbone.arch`` changes and ``sae.d_in`` is not given, the
+    SAE's input width follows the architecture. The overrides are recorded in
+    ``Profile.overrides``; cache keys change with them because every cache key hashes the
+    configs they changed.
+
+    Raises:
+        ValueError: an unknown key (the message names it and lists the valid ones), a value of
+            the wrong type, or a value its config rejects.
+    """
+    if not overrides:
+        return profile
+    valid = override_keys(profile)
+    sections: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    record = []
+    for key, raw in sorted(overrides.items()):
+        value = parse_value(raw) if isinstance(raw, str) else raw
+        if key not in valid:
+            head = key.split(".", 1)[0]
+            near = [k for k in valid if k.startswith(head + ".")] or valid
+            raise ValueError(
+                f"unknown override key {key!r} for profile {profile.name!r}; valid keys: "
+                + ", ".join(near)
+            )
+        if "." in key:
+            section, field = key.split(".", 1)
+            cls = type(getattr(profile, section))
+            sections.setdefault(section, {})[field] = _typed(cls, field, value, key)
+        else:
+            top[key] = _typed(Profile, key, value, key)
+        record.append((key, json.dumps(value, sort_keys=True)))
+    arch = sections.get("backbone", {}).get("arch")
+    if arch is not None and "d_in" not in sections.get("sae", {}) and arch in ARCHS:
+        sections.setdefault("sae", {})["d_in"] = ARCHS[arch].embed_dim
+    changes: dict[str, Any] = dict(top)
+    for section, fields in sections.items():
+        changes[section] = dataclasses.replace(getattr(profile, section), **fields)
+    changes["overrides"] = tuple(sorted({*profile.overrides, *record}))
+    return dataclasses.replace(profile, **changes)
+
+
+def get_profile(name: str, overrides: Mapping[str, Any] | None = None) -> Profile:
+    """The named profile, with ``overrides`` applied (:func:`apply_overrides`).
+
+    An unknown name is an error listing the known ones.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"profile must be a name, one of {PROFILES}; got {name!r}")
+    return apply_overrides(_base_profile(name), overrides or {})
+
+
+def _base_profile(name: str) -> Profile:
     if name == "smoke":
         return Profile(
             name="smoke",
