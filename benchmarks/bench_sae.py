@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 from cytosae.model.sae import SAEConfig
-from cytosae.train.loop import TrainConfig, _SAETrainer
+from cytosae.train import TrainConfig
+from cytosae.train.trainer import SAETrainer
 
 DEVICE = torch.device("cpu")  # set by --device
 
@@ -140,7 +141,7 @@ def make_state(
     S = cfg.d_sae
     g = torch.Generator().manual_seed(seed + 1)
     x = (torch.randn(N, d, generator=g) + 0.1).to(DEVICE)
-    tr = _SAETrainer(cfg, TrainConfig(device=str(DEVICE)), DEVICE)
+    tr = SAETrainer(cfg, TrainConfig(device=str(DEVICE)), DEVICE)
     n_dead = int(dead_frac * S)
     with torch.no_grad():
         if regime == "sparse":

@@ -13,15 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from cytosae.interop.official_sae import export_official, load_official, read_official
 from cytosae.model.sae import SAEConfig, SparseAutoencoder
-from cytosae.train.checkpoint import (
-    CheckpointError,
-    export_official,
-    load_official,
-    load_sae,
-    read_official,
-    save_sae,
-)
+from cytosae.train.checkpoint import CheckpointError, load_sae, save_sae
 
 
 def _trained_like_sae(seed: int = 1) -> SparseAutoencoder:

@@ -11,8 +11,8 @@ import torch
 
 from cytosae.atomic import is_complete
 from cytosae.model.sae import SAEConfig
+from cytosae.train import TensorTokens, TrainConfig, density_histogram, train_many, train_sae
 from cytosae.train.checkpoint import CheckpointError, load_sae
-from cytosae.train.loop import TensorTokens, TrainConfig, density_histogram, train_many, train_sae
 
 
 def _tokens(n: int = 48, t: int = 5, d: int = 16, seed: int = 0) -> torch.Tensor:
@@ -156,12 +156,12 @@ def test_planted_dictionary_is_recovered(tmp_path: Path) -> None:
 
 
 def test_dead_window_ghost_grads_and_dense_fraction() -> None:
-    from cytosae.train.loop import _SAETrainer
+    from cytosae.train.trainer import SAETrainer
 
     torch.set_num_threads(1)
     x = _tokens(seed=5).reshape(-1, 16)
     tcfg = TRAIN.replace(lr=1e-9)
-    tr = _SAETrainer(SAE.replace(expansion_factor=2), tcfg, torch.device("cpu"))
+    tr = SAETrainer(SAE.replace(expansion_factor=2), tcfg, torch.device("cpu"))
     with torch.no_grad():
         tr.sae.b_enc.fill_(-1e3)  # nothing fires ...
         tr.sae.b_enc[:3] = 1e3  # ... except three latents that fire on every token
@@ -175,7 +175,7 @@ def test_dead_window_ghost_grads_and_dense_fraction() -> None:
     assert row["dead_frac"] == pytest.approx(29 / 32) and row["dense_frac"] == pytest.approx(3 / 32)
     assert row["l0"] == pytest.approx(3.0)
     # explained variance accumulated in float64 matches a direct computation on a frozen SAE
-    tr2 = _SAETrainer(
+    tr2 = SAETrainer(
         SAE.replace(expansion_factor=2),
         TRAIN.replace(lr=1e-30, lr_warmup_steps=0),
         torch.device("cpu"),

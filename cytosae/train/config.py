@@ -1,0 +1,108 @@
+"""The settings of a training run (:class:`TrainConfig`) and the learning-rate schedule they define."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from cytosae.config import JsonConfig
+from cytosae.hardware import check_device_name
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass(frozen=True)
+class TrainConfig(JsonConfig):
+    """Optimisation, data order, logging and checkpointing of a training run.
+
+    Attributes:
+        lr: Adam learning rate (paper 4e-4); betas (0.9, 0.999), no weight decay.
+        lr_warmup_steps: Linear warm-up: the LR multiplier at step s (0-based) is ``min(1, (s+1)/W)``.
+        batch_images: Images per global step (paper 64; all T tokens of each image are used).
+        total_images: Images seen in the run (paper "1,000,000 training tokens" = images);
+            ``total_images // batch_images`` steps.
+        data_seed: Seed of the data order (the store's ``iter_batches(seed=...)``).
+        reshuffle_each_epoch: False (authors): every pass uses the same shuffled order.
+        b_dec_init_images: Images of the first shuffled batch used for the b_dec init (authors 64).
+        log_every: Steps per metrics row.
+        checkpoint_every: Steps between trainer-state checkpoints (0: only at the end).
+        dense_threshold: A latent is "dense" when it fires on more than this fraction of the tokens
+            of a log interval.
+        density_window_steps: The latent-density histogram counts firings over the last this many steps.
+        sparse_mode: "auto" (switch to the sparse step when the last step's density is below
+            ``sparse_density_threshold``; CPU only), "dense" or "sparse".
+        sparse_density_threshold: Density (L0 / d_sae) below which "auto" uses the sparse step.
+        autocast: "none" or "bf16" (``torch.autocast``; loss terms in float32; never a GradScaler).
+        device: "auto" | "cpu" | "cuda".
+        stop_after_steps: Stop (without finishing) after this many steps in total; 0 = run to the end.
+        wandb_project: Log to wandb when non-empty (wandb imported only then).
+    """
+
+    schema_version: ClassVar[int] = 1
+
+    lr: float = 4e-4
+    lr_warmup_steps: int = 500
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    batch_images: int = 64
+    total_images: int = 1_000_000
+    data_seed: int = 42
+    reshuffle_each_epoch: bool = False
+    b_dec_init_images: int = 64
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    dense_threshold: float = 0.1
+    density_window_steps: int = 100
+    sparse_mode: Literal["auto", "dense", "sparse"] = "auto"
+    sparse_density_threshold: float = 0.02
+    autocast: Literal["none", "bf16"] = "none"
+    device: str = "auto"
+    stop_after_steps: int = 0
+    wandb_project: str = ""
+
+    def validate(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if self.lr_warmup_steps < 0:
+            raise ValueError(
+                f"TrainConfig.lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}"
+            )
+        if self.batch_images <= 0:
+            raise ValueError(f"TrainConfig.batch_images must be > 0, got {self.batch_images}")
+        if self.total_images < self.batch_images:
+            raise ValueError(
+                f"TrainConfig.total_images ({self.total_images}) must be >= batch_images ({self.batch_images})"
+            )
+        if self.log_every <= 0:
+            raise ValueError(f"TrainConfig.log_every must be > 0, got {self.log_every}")
+        if self.checkpoint_every < 0:
+            raise ValueError(
+                f"TrainConfig.checkpoint_every must be >= 0, got {self.checkpoint_every}"
+            )
+        if self.sparse_mode not in ("auto", "dense", "sparse"):
+            raise ValueError(
+                f"TrainConfig.sparse_mode must be auto|dense|sparse, got {self.sparse_mode!r}"
+            )
+        if self.autocast not in ("none", "bf16"):
+            raise ValueError(f"TrainConfig.autocast must be none|bf16, got {self.autocast!r}")
+        check_device_name("TrainConfig.device", self.device)
+        if self.stop_after_steps < 0:
+            raise ValueError(
+                f"TrainConfig.stop_after_steps must be >= 0, got {self.stop_after_steps}"
+            )
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of the whole run: ``total_images // batch_images``."""
+        return self.total_images // self.batch_images
+
+    @property
+    def stop_step(self) -> int:
+        """Steps done when this call stops: ``stop_after_steps`` if set and sooner, else the end."""
+        if self.stop_after_steps:
+            return min(self.total_steps, self.stop_after_steps)
+        return self.total_steps
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of the 0-based step ``step``: ``lr * min(1, (step + 1) / lr_warmup_steps)``."""
+        w = self.lr_warmup_steps
+        return self.lr * (min(1.0, (step + 1) / w) if w > 0 else 1.0)
