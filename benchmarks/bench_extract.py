@@ -97,8 +97,9 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from cytosae.data.adapters import load_manifest
+    from cytosae.hardware import resolve_device
     from cytosae.model.backbone import load_backbone
-    from cytosae.store.extract import extract_tokens, resolve_device
+    from cytosae.store.extract import extract_tokens
 
     man = load_manifest("mll23", args.data).iloc[: args.child_n].reset_index(drop=True)
     bb, cfg = configs(args)
@@ -130,13 +131,10 @@ def stage_rates(args: argparse.Namespace, man, model, device) -> dict[str, float
     """Images/s of decoding, device compute and store writing, each measured alone."""
     import torch
 
-    from cytosae.store.extract import (
-        default_workers,
-        forward_to_host,
-        image_loader,
-        resolve_precision,
-    )
-    from cytosae.store.reader import write_shard
+    from cytosae.hardware import resolve_precision
+    from cytosae.store.device import forward_to_host
+    from cytosae.store.layout import write_shard
+    from cytosae.store.loader import default_workers, image_loader
 
     paths = man["path"].astype(str).tolist()
     n, B = len(paths), args.batch_size
@@ -376,8 +374,9 @@ def main() -> None:
             rss[n] = json.loads(out.strip().splitlines()[-1])
         # speed: ours and the baseline alternate in this process, best and median of the repeats
         from cytosae.data.adapters import load_manifest
+        from cytosae.hardware import resolve_device
         from cytosae.model.backbone import load_backbone
-        from cytosae.store.extract import extract_tokens, resolve_device
+        from cytosae.store.extract import extract_tokens
 
         man = load_manifest("mll23", data).iloc[: args.n].reset_index(drop=True)
         bb, cfg = configs(args)

@@ -13,15 +13,9 @@ from PIL import Image
 from cytosae.cli import main
 from cytosae.data.adapters import load_manifest
 from cytosae.data.imageio import ImageReadError, read_rgb
+from cytosae.hardware import cpu_has_fast_bf16, resolve_precision
 from cytosae.model.backbone import BackboneConfig, load_backbone, preprocess
-from cytosae.store.extract import (
-    ExtractConfig,
-    cpu_has_fast_bf16,
-    extract_rank,
-    extract_tokens,
-    resolve_precision,
-    store_path,
-)
+from cytosae.store.extract import ExtractConfig, extract_rank, extract_tokens, store_path
 from cytosae.store.reader import IncompleteStoreError, TokenStore
 
 BB = BackboneConfig(arch="tiny-test", init_seed=7)
@@ -263,14 +257,14 @@ def test_writer_error_stops_later_shards(manifest: pd.DataFrame, tmp_path: Path)
 
 
 def test_default_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cytosae.store.extract as ex
+    from cytosae.store import loader
 
-    monkeypatch.setattr(ex, "available_cpus", lambda: 16)
-    assert ex.default_workers(torch.device("cpu")) == 2
-    assert ex.default_workers(torch.device("cuda")) == 15
-    monkeypatch.setattr(ex, "available_cpus", lambda: 1)
-    assert ex.default_workers(torch.device("cpu")) == 1
-    assert ex.default_workers(torch.device("cuda")) == 1
+    monkeypatch.setattr(loader, "available_cpus", lambda: 16)
+    assert loader.default_workers(torch.device("cpu")) == 2
+    assert loader.default_workers(torch.device("cuda")) == 15
+    monkeypatch.setattr(loader, "available_cpus", lambda: 1)
+    assert loader.default_workers(torch.device("cpu")) == 1
+    assert loader.default_workers(torch.device("cuda")) == 1
 
 
 def test_fp16_overflow_is_an_error(manifest: pd.DataFrame, tmp_path: Path) -> None:

@@ -11,15 +11,14 @@ import torch
 
 from cytosae.atomic import atomic_write_text
 from cytosae.data.adapters import MANIFEST_COLUMNS
-from cytosae.store.reader import (
+from cytosae.store.layout import (
     STORE_SCHEMA_VERSION,
-    IncompleteStoreError,
-    TokenStore,
     csv_text,
     finalize_store,
     json_text,
     write_shard,
 )
+from cytosae.store.reader import IncompleteStoreError, TokenStore
 
 T, D = 5, 4
 

@@ -1,33 +1,33 @@
-"""Token extraction: manifest + backbone -> a resumable token store (and ``cytosae extract``).
+"""The extraction driver: manifest + backbone -> a resumable token store (and ``cytosae extract``).
 
 Shards are fixed blocks of ``shard_size`` rows of the input manifest; batches never cross a
 shard, so the numbers in a shard depend only on the shard (and the batch size), never on
 whether the run was interrupted or on which rank computed it. Rank ``r`` of ``world_size``
 computes the shards ``k`` with ``k % world_size == r``; whoever finishes last (or
-:func:`cytosae.store.reader.finalize_store`) writes the manifest, metadata and completion marker.
+:func:`cytosae.store.layout.finalize_store`) writes the manifest, metadata and completion marker.
+
+The stages have one module each: the folder protocol (:mod:`cytosae.store.layout`), decoding
+(:mod:`cytosae.store.loader`), the forward and host copy (:mod:`cytosae.store.device`) and the
+shard writer thread (:mod:`cytosae.store.writer`); this module plans the shards and runs them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from cytosae.atomic import atomic_write_text, is_complete
-from cytosae.config import JsonConfig, digest
-from cytosae.data.adapters import MANIFEST_COLUMNS, manifest_digest, validate_manifest
-from cytosae.data.imageio import ALPHA_MODES, ImageReadError, try_read_rgb
+from cytosae.atomic import is_complete
+from cytosae.config import JsonConfig
+from cytosae.data.imageio import ALPHA_MODES, ImageReadError
 from cytosae.hardware import (
     available_cpus,
     check_device_name,
@@ -35,28 +35,19 @@ from cytosae.hardware import (
     resolve_device,
     resolve_precision,
 )
-from cytosae.model.backbone import (
-    ARCHS,
-    PREPROCESSING,
-    BackboneConfig,
-    HookedBackbone,
-    load_backbone,
-    normalize_uint8,
-    resize_224,
-    to_uint8_chw,
-    weights_digest_for,
-)
-from cytosae.store.reader import (
-    STORE_SCHEMA_VERSION,
-    IncompleteStoreError,
-    TokenStore,
-    csv_text,
+from cytosae.model.backbone import BackboneConfig, HookedBackbone, load_backbone
+from cytosae.store.device import HostCopy, forward_to_host, strict_fp32
+from cytosae.store.layout import (
+    build_request,
     finalize_store,
-    json_text,
-    n_shards_for,
+    prepare_folder,
     shard_done,
-    write_shard,
+    shard_rows,
+    store_folder,
 )
+from cytosae.store.loader import default_workers, image_loader
+from cytosae.store.reader import IncompleteStoreError, TokenStore
+from cytosae.store.writer import ShardWriter
 
 log = logging.getLogger(__name__)
 
@@ -117,54 +108,6 @@ class ExtractConfig(JsonConfig):
             )
 
 
-# --------------------------------------------------------------------------- store key
-
-
-def _backbone_identity(cfg: BackboneConfig) -> dict[str, Any]:
-    wd, random_init = weights_digest_for(cfg)
-    spec = ARCHS[cfg.arch]
-    return {
-        "arch": cfg.arch,
-        "arch_timm": spec.timm_name or "VisionTransformer",
-        "layer": cfg.layer,
-        "layer_resolved": cfg.resolved_layer,
-        "blocks_computed": cfg.resolved_layer + 1,
-        "img_size": cfg.img_size,
-        "init_seed": cfg.init_seed if random_init else None,
-        "d_model": spec.embed_dim,
-        "n_tokens": cfg.n_tokens,
-        "is_random_init": random_init,
-        "weights_digest": wd,
-    }
-
-
-def build_request(
-    manifest: pd.DataFrame, backbone: BackboneConfig, cfg: ExtractConfig, precision: str
-) -> dict[str, Any]:
-    """The store's inputs (everything that changes its bytes) and its key."""
-    bb = _backbone_identity(backbone)
-    key_inputs = {
-        "schema_version": STORE_SCHEMA_VERSION,
-        "manifest_digest": manifest_digest(manifest),
-        "backbone": bb,
-        "preprocessing": dict(PREPROCESSING, img_size=backbone.img_size, alpha=cfg.alpha),
-        "precision": precision,
-        "dtype": "float16",
-        "shard_size": cfg.shard_size,
-    }
-    key = digest("token-store", key_inputs, length=16)
-    return dict(
-        key_inputs,
-        store_key=key,
-        n_input_images=len(manifest),
-        n_shards=n_shards_for(len(manifest), cfg.shard_size),
-        n_tokens=bb["n_tokens"],
-        d_model=bb["d_model"],
-        layer=bb["layer_resolved"],
-        is_random_init=bb["is_random_init"],
-    )
-
-
 def store_path(
     manifest: pd.DataFrame,
     backbone: BackboneConfig,
@@ -173,154 +116,34 @@ def store_path(
 ) -> Path:
     """Where :func:`extract_tokens` would put this store (computes no tokens)."""
     device = resolve_device(cfg.device)
-    req = build_request(manifest, backbone, cfg, resolve_precision(cfg.precision, device))
-    return Path(runs_root) / "tokens" / req["store_key"]
+    return store_folder(runs_root, _request(manifest, backbone, cfg, device)["store_key"])
 
 
-# --------------------------------------------------------------------------- data loading
-
-
-class _ImageDataset(Dataset):
-    """Decode + resize to uint8 (3, S, S) in workers; normalisation happens batched later."""
-
-    def __init__(self, paths: list[str], img_size: int, alpha: str) -> None:
-        self.paths = paths
-        self.img_size = img_size
-        self.alpha = alpha
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
-        img, reason = try_read_rgb(self.paths[i], alpha=self.alpha)
-        if img is None:
-            return i, None, reason
-        return i, to_uint8_chw(resize_224(img, self.img_size)), ""
-
-
-def _collate(items: list[tuple[int, torch.Tensor | None, str]]) -> dict[str, Any]:
-    kept = [(i, t) for i, t, _ in items if t is not None]
-    return {
-        "rows": [i for i, _ in kept],
-        "pixels": torch.stack([t for _, t in kept]) if kept else None,
-        "skipped": [(i, r) for i, t, r in items if t is None],
-    }
-
-
-def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)
-
-
-def image_loader(
-    paths: list[str],
-    batches: list[list[int]],
-    *,
-    img_size: int = 224,
-    alpha: str = "drop",
-    workers: int = 0,
-    device: torch.device | str = "cpu",
-) -> DataLoader:
-    """The decoding half of extraction: batches of ``{"rows", "pixels" (B, 3, S, S) uint8, "skipped"}``.
-
-    ``batches`` lists the row indices of each batch; unreadable images come back in
-    ``skipped`` as ``(row, reason)``. Used by :func:`extract_rank` and the benchmark.
-    """
-    return DataLoader(
-        _ImageDataset(paths, img_size, alpha),
-        batch_sampler=batches,
-        num_workers=workers,
-        collate_fn=_collate,
-        worker_init_fn=_worker_init if workers > 0 else None,
-        pin_memory=torch.device(device).type == "cuda",
-        prefetch_factor=4 if workers > 0 else None,
+def _request(
+    manifest: pd.DataFrame, backbone: BackboneConfig, cfg: ExtractConfig, device: torch.device
+) -> dict[str, Any]:
+    """The store request of an extraction on ``device`` (validates the manifest)."""
+    return build_request(
+        manifest,
+        backbone,
+        precision=resolve_precision(cfg.precision, device),
+        alpha=cfg.alpha,
+        shard_size=cfg.shard_size,
     )
-
-
-@contextmanager
-def strict_fp32(enabled: bool = True) -> Iterator[None]:
-    """Turn TF32 off for CUDA matmuls and cuDNN convolutions while active.
-
-    PyTorch runs cuDNN convolutions (the patch embedding) in TF32 by default on Ampere and
-    newer GPUs; ``precision="fp32"`` means float32 throughout, as on a CPU. Restores the flags.
-    """
-    if not enabled:
-        yield
-        return
-    prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
-
-
-def default_workers(device: torch.device) -> int:
-    """Decode workers for ``num_workers=-1``.
-
-    On CUDA every core but one decodes, at most 32 (the GPU outruns decoding, so decoding sets
-    the pace); on a CPU two workers overlap decoding with a forward that needs the cores itself.
-    """
-    cpus = available_cpus()
-    if device.type == "cuda":
-        return max(1, min(cpus - 1, 32))
-    return min(2, cpus)
-
-
-class _HostCopy:
-    """Tokens of one batch on their way to the host as float16.
-
-    On CUDA the copy goes into pinned memory without blocking and is waited for only in
-    :meth:`result`, one batch later, so the GPU computes the next batch meanwhile. The finite
-    check runs on the device and travels with the copy (no extra synchronisation).
-    """
-
-    def __init__(self, tokens_BTD: torch.Tensor) -> None:
-        t16 = tokens_BTD.float().to(torch.float16)
-        finite = torch.isfinite(t16).all()
-        self._event: torch.cuda.Event | None = None
-        if t16.device.type == "cuda":
-            self._host = torch.empty(t16.shape, dtype=torch.float16, pin_memory=True)
-            self._finite = torch.empty((), dtype=torch.bool, pin_memory=True)
-            self._host.copy_(t16, non_blocking=True)
-            self._finite.copy_(finite, non_blocking=True)
-            self._event = torch.cuda.Event()
-            self._event.record()
-        else:
-            self._host, self._finite = t16.cpu(), finite
-
-    def result(self) -> np.ndarray | None:
-        """The (B, T, D) float16 array, or None when a value is not finite."""
-        if self._event is not None:
-            self._event.synchronize()
-        return self._host.numpy() if bool(self._finite) else None
-
-
-def autocast_for(precision: str, device: torch.device) -> AbstractContextManager[Any]:
-    """The autocast context of a resolved ``precision`` (``bf16``: torch.autocast; else none)."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def forward_to_host(
-    model: HookedBackbone, pixels_B3HW: torch.Tensor, device: torch.device, precision: str
-) -> _HostCopy:
-    """The device half of extraction: uint8 pixels go to the device (4x less than float32), are
-    normalised there, run through the backbone, and start their float16 copy back to the host."""
-    pixels = normalize_uint8(pixels_B3HW.to(device, non_blocking=True))
-    with autocast_for(precision, device):
-        return _HostCopy(model(pixels))
 
 
 @dataclasses.dataclass
 class _InFlight:
     """One batch between its forward and its shard."""
 
-    k: int
     rows: list[int]
     skipped: list[list[Any]]
-    tokens: _HostCopy | None
+    tokens: HostCopy | None
+
+    @property
+    def first_row(self) -> int:
+        """The batch's first input row, read or skipped (batches never cross a shard)."""
+        return self.rows[0] if self.rows else self.skipped[0][0]
 
     @property
     def n(self) -> int:
@@ -328,73 +151,111 @@ class _InFlight:
         return len(self.rows) + len(self.skipped)
 
 
-class _ShardWriter:
-    """Writes completed shards on a background thread, in order, so that decoding and the next
-    forward overlap the write and its fsync; at most ``depth`` shards wait in memory.
+class _ShardAssembler:
+    """Collects batches into shards and hands each completed shard to the writer.
 
-    The first error (including one raised by ``on_written``) stops the writer: no later shard is
-    written, and the error is raised in the caller at its next :meth:`put` or at :meth:`close`.
+    The newest batch stays in flight (its float16 copy to the host still running) while the next
+    one is computed: :meth:`add` collects the batch before it, :meth:`flush` the last one. A
+    batch whose collection fails is lost with every batch after it, so after an error no later
+    shard reaches the writer.
+
+    Args:
+        folder: the store folder (named in errors).
+        writer: where completed shards go.
+        rows_in_shard: input rows of each shard to compute (read or skipped).
+        shard_size: images per shard (``first_row // shard_size`` is a batch's shard).
+        shape_TD: the tokens' shape per image, for a shard without readable images.
+        on_batch: called with the number of images of each collected batch (progress).
     """
 
     def __init__(
-        self, folder: Path, on_written: Callable[[int], None] | None, depth: int = 2
+        self,
+        folder: Path,
+        writer: ShardWriter,
+        rows_in_shard: dict[int, int],
+        shard_size: int,
+        shape_TD: tuple[int, int],
+        on_batch: Callable[[int], None],
     ) -> None:
-        self._folder, self._on_written = folder, on_written
-        self._queue: queue.Queue[tuple[int, np.ndarray, dict[str, Any]] | None] = queue.Queue(
-            maxsize=depth
-        )
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="cytosae-shard-writer", daemon=True)
-        self._thread.start()
+        self._folder, self._writer, self._on_batch = folder, writer, on_batch
+        self._rows_in_shard, self._shard_size, self._shape_TD = rows_in_shard, shard_size, shape_TD
+        self._in_flight: _InFlight | None = None
+        self._k: int | None = None
+        self._tokens: list[np.ndarray] = []
+        self._rows: list[int] = []
+        self._skipped: list[list[Any]] = []
+        self._seen = 0
+        self.n_skipped = 0
 
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._error is not None:
-                continue  # drain without writing after a failure
-            k, arr, info = item
-            try:
-                write_shard(self._folder, k, arr, info)
-                if self._on_written is not None:
-                    self._on_written(k)
-            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-                self._error = e
+    def add(self, item: _InFlight) -> None:
+        """Collect the batch in flight, then keep ``item`` in flight."""
+        self.flush()
+        self._in_flight = item
 
-    def _raise(self) -> None:
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise err
+    def flush(self) -> None:
+        """Collect the batch in flight, if any."""
+        item, self._in_flight = self._in_flight, None
+        if item is not None:
+            self._collect(item)
 
-    def put(self, k: int, arr: np.ndarray, info: dict[str, Any]) -> None:
-        self._raise()
-        self._queue.put((k, arr, info))
-
-    def close(self, *, reraise: bool = True) -> None:
-        """Wait until every queued shard is written (or dropped after an error)."""
-        self._queue.put(None)
-        self._thread.join()
-        if reraise:
-            self._raise()
-
-
-# --------------------------------------------------------------------------- extraction
-
-
-def _prepare_folder(folder: Path, request: dict[str, Any], manifest: pd.DataFrame) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    req_text = json_text(request)
-    req_path = folder / "request.json"
-    if req_path.is_file():
-        if req_path.read_text() != req_text:
-            raise ValueError(
-                f"{req_path} exists with different inputs than this extraction (same key); "
-                "delete the folder to recompute"
+    def _collect(self, item: _InFlight) -> None:
+        k = item.first_row // self._shard_size
+        if k != self._k:
+            self._k, self._tokens, self._rows, self._skipped, self._seen = k, [], [], [], 0
+        self._skipped.extend(item.skipped)
+        self.n_skipped += len(item.skipped)
+        if item.tokens is not None:
+            tokens_BTD = item.tokens.result()
+            if tokens_BTD is None:
+                raise FloatingPointError(
+                    f"non-finite tokens (fp16 overflow?) in shard {k} of {self._folder}"
+                )
+            self._tokens.append(tokens_BTD)
+            self._rows.extend(item.rows)
+        self._seen += item.n
+        self._on_batch(item.n)
+        if self._seen == self._rows_in_shard[k]:
+            tokens_NTD = (
+                np.concatenate(self._tokens)
+                if self._tokens
+                else np.zeros((0, *self._shape_TD), np.float16)
             )
-    else:
-        atomic_write_text(
-            folder / "input_manifest.csv",
-            csv_text(manifest.loc[:, list(MANIFEST_COLUMNS)].astype(str)),
+            self._writer.put(
+                k, tokens_NTD, {"shard": k, "rows": self._rows, "skipped": self._skipped}
+            )
+
+
+def _skipped_rows(
+    skipped: list[tuple[int, str]], paths: list[str], strict: bool
+) -> list[list[Any]]:
+    """``[row, reason]`` of a batch's unreadable images, each logged (``strict``: raise)."""
+    out = []
+    for row, reason in skipped:
+        if strict:
+            raise ImageReadError(paths[row], reason)
+        log.warning("skipping unreadable image %s: %s", paths[row], reason)
+        out.append([int(row), reason])
+    return out
+
+
+def _ready_model(
+    model: HookedBackbone | None,
+    backbone: BackboneConfig,
+    request: dict[str, Any],
+    device: torch.device,
+    precision: str,
+) -> HookedBackbone:
+    """``model`` (checked against the request's weights) or a freshly loaded backbone, on
+    ``device`` in eval mode."""
+    if model is None:
+        model = load_backbone(backbone, device=device)
+    elif model.weights_digest != request["backbone"]["weights_digest"]:
+        raise ValueError(
+            "model passed to extract_rank does not match the backbone config's weights"
         )
-        atomic_write_text(req_path, req_text)
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        log.warning("bf16 on a CPU without AMX/AVX512-BF16 is emulated and slow")
+    return model.to(device).eval()
 
 
 def extract_rank(
@@ -422,64 +283,69 @@ def extract_rank(
     Returns:
         The store folder (complete or not).
     """
-    from tqdm.auto import tqdm
-
-    validate_manifest(manifest)
     manifest = manifest.reset_index(drop=True)
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    request = build_request(manifest, backbone, cfg, precision)
-    folder = Path(runs_root) / "tokens" / request["store_key"]
+    request = _request(manifest, backbone, cfg, device)
+    folder = store_folder(runs_root, request["store_key"])
     if is_complete(folder):
         log.info("token store %s is complete; reusing it", folder)
         return folder
-    _prepare_folder(folder, request, manifest)
-
-    n, S = len(manifest), cfg.shard_size
-    todo = [
-        k
-        for k in range(request["n_shards"])
-        if k % cfg.world_size == cfg.rank and not shard_done(folder, k)
-    ]
-    if not todo:
-        finalize_store(folder)
-        return folder
-    if len(todo) < len(range(cfg.rank, request["n_shards"], cfg.world_size)):
-        log.info(
-            "resuming %s at shard %d (%d shard(s) left for rank %d)",
+    prepare_folder(folder, request, manifest)
+    mine = range(cfg.rank, request["n_shards"], cfg.world_size)
+    todo = [k for k in mine if not shard_done(folder, k)]
+    if todo:
+        if len(todo) < len(mine):
+            log.info(
+                "resuming %s at shard %d (%d shard(s) left for rank %d)",
+                folder,
+                todo[0],
+                len(todo),
+                cfg.rank,
+            )
+        precision = request["precision"]
+        model = _ready_model(model, backbone, request, device, precision)
+        _compute_shards(
             folder,
-            todo[0],
-            len(todo),
-            cfg.rank,
+            manifest,
+            todo,
+            model,
+            backbone,
+            cfg,
+            device=device,
+            precision=precision,
+            progress=progress,
+            on_shard_written=on_shard_written,
         )
+    finalize_store(folder)
+    return folder
 
-    if model is None:
-        model = load_backbone(backbone, device=device)
-    elif model.weights_digest != request["backbone"]["weights_digest"]:
-        raise ValueError(
-            "model passed to extract_rank does not match the backbone config's weights"
-        )
-    model = model.to(device).eval()
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
-        log.warning("bf16 on a CPU without AMX/AVX512-BF16 is emulated and slow")
 
-    batches: list[list[int]] = []
-    rows_in_shard: dict[int, int] = {}
-    for k in todo:
-        lo, hi = k * S, min((k + 1) * S, n)
-        rows_in_shard[k] = hi - lo
-        batches.extend(
-            list(range(b, min(b + cfg.batch_size, hi))) for b in range(lo, hi, cfg.batch_size)
-        )
-    n_todo = sum(rows_in_shard.values())
+def _compute_shards(
+    folder: Path,
+    manifest: pd.DataFrame,
+    todo: list[int],
+    model: HookedBackbone,
+    backbone: BackboneConfig,
+    cfg: ExtractConfig,
+    *,
+    device: torch.device,
+    precision: str,
+    progress: bool,
+    on_shard_written: Callable[[int], None] | None,
+) -> None:
+    """Decode, forward and write the shards ``todo``: the three stages overlap (decoding in
+    workers, the host copy one batch behind the forward, writing on a thread). On any error the
+    batch in flight and every completed shard still reach the disk, and the error propagates."""
+    from tqdm.auto import tqdm
+
+    rows = {k: shard_rows(k, len(manifest), cfg.shard_size) for k in todo}
+    B = cfg.batch_size
+    batches = [list(r[i : i + B]) for r in rows.values() for i in range(0, len(r), B)]
+    n_todo = sum(len(r) for r in rows.values())
     workers = default_workers(device) if cfg.num_workers < 0 else cfg.num_workers
+    paths = manifest["path"].astype(str).tolist()
     loader = image_loader(
-        manifest["path"].astype(str).tolist(),
-        batches,
-        img_size=backbone.img_size,
-        alpha=cfg.alpha,
-        workers=workers,
-        device=device,
+        paths, batches, img_size=backbone.img_size, alpha=cfg.alpha, workers=workers, device=device
     )
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.num_threads or available_cpus())
@@ -491,84 +357,36 @@ def extract_rank(
         backbone.arch,
         device,
         precision,
-        cfg.batch_size,
+        B,
         workers,
         torch.get_num_threads(),
     )
     t0 = time.perf_counter()
-    n_skipped = 0
-    shard: dict[str, Any] = {"k": None, "tokens": [], "rows": [], "skipped": [], "seen": 0}
-    bar = tqdm(
-        total=n_todo, unit="img", desc=f"extract {request['store_key'][:8]}", disable=not progress
-    )
-    writer = _ShardWriter(folder, on_shard_written)
-
-    def finish(item: _InFlight) -> None:
-        """Collect a batch whose tokens are on the host; hand a completed shard to the writer."""
-        nonlocal shard
-        if shard["k"] != item.k:
-            shard = {"k": item.k, "tokens": [], "rows": [], "skipped": [], "seen": 0}
-        shard["skipped"].extend(item.skipped)
-        if item.tokens is not None:
-            t16 = item.tokens.result()
-            if t16 is None:
-                raise FloatingPointError(
-                    f"non-finite tokens (fp16 overflow?) in shard {item.k} of {folder}"
-                )
-            shard["tokens"].append(t16)
-            shard["rows"].extend(item.rows)
-        shard["seen"] += item.n
-        bar.update(item.n)
-        if shard["seen"] == rows_in_shard[item.k]:
-            arr = (
-                np.concatenate(shard["tokens"])
-                if shard["tokens"]
-                else np.zeros((0, model.n_tokens, model.d_model), np.float16)
-            )
-            writer.put(
-                item.k, arr, {"shard": item.k, "rows": shard["rows"], "skipped": shard["skipped"]}
-            )
-
-    in_flight: _InFlight | None = (
-        None  # the previous batch: its copy to the host overlaps this forward
+    bar = tqdm(total=n_todo, unit="img", desc=f"extract {folder.name[:8]}", disable=not progress)
+    writer = ShardWriter(folder, on_shard_written)
+    shards = _ShardAssembler(
+        folder,
+        writer,
+        {k: len(r) for k, r in rows.items()},
+        cfg.shard_size,
+        (model.n_tokens, model.d_model),
+        on_batch=bar.update,
     )
     try:
         with torch.inference_mode(), strict_fp32(precision == "fp32"):
             for batch in loader:
-                first = batch["rows"][0] if batch["rows"] else batch["skipped"][0][0]
-                skipped = []
-                for row, reason in batch["skipped"]:
-                    if cfg.strict:
-                        raise ImageReadError(manifest.at[row, "path"], reason)
-                    log.warning(
-                        "skipping unreadable image %s: %s", manifest.at[row, "path"], reason
-                    )
-                    skipped.append([int(row), reason])
-                    n_skipped += 1
+                skipped = _skipped_rows(batch["skipped"], paths, cfg.strict)
+                pixels = batch["pixels"]
                 tokens = (
-                    forward_to_host(model, batch["pixels"], device, precision)
-                    if batch["pixels"] is not None
-                    else None
+                    None if pixels is None else forward_to_host(model, pixels, device, precision)
                 )
-                item = _InFlight(
-                    k=first // S,
-                    rows=[int(r) for r in batch["rows"]],
-                    skipped=skipped,
-                    tokens=tokens,
-                )
-                if in_flight is not None:
-                    previous, in_flight = in_flight, None
-                    finish(previous)
-                in_flight = item
-            if in_flight is not None:
-                previous, in_flight = in_flight, None
-                finish(previous)
+                shards.add(_InFlight([int(r) for r in batch["rows"]], skipped, tokens))
+            shards.flush()
     except BaseException:
-        # nothing already done is lost: the batch before the failure and every completed shard
-        # still reach the disk (a failure inside finish() has already cleared in_flight)
-        if in_flight is not None:
-            with suppress(BaseException):
-                finish(in_flight)
+        # nothing already done is lost: the batch in flight and every completed shard still
+        # reach the disk (a batch whose collection failed is dropped, with all after it)
+        with suppress(BaseException):
+            shards.flush()
         writer.close(reraise=False)
         raise
     else:
@@ -583,10 +401,8 @@ def extract_rank(
         n_todo,
         dt,
         n_todo / max(dt, 1e-9),
-        n_skipped,
+        shards.n_skipped,
     )
-    finalize_store(folder)
-    return folder
 
 
 def extract_tokens(
@@ -622,7 +438,7 @@ def extract_tokens(
         if time.monotonic() >= deadline:
             raise IncompleteStoreError(
                 f"{folder}: shards of other ranks are missing; run the remaining ranks, then "
-                "cytosae.store.reader.finalize_store(folder) (or rerun any rank)"
+                "cytosae.store.finalize_store(folder) (or rerun any rank)"
             )
         time.sleep(2.0)
     return TokenStore(folder)

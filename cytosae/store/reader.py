@@ -1,28 +1,13 @@
-"""The token store: sharded float16 token arrays on disk, and their reader.
+"""The read side of a token store: :class:`TokenStore` over a complete store folder.
 
-The on-disk protocol is documented in ``docs/token-store.md``. In short, a store is a folder
-``<runs_root>/tokens/<key>/`` holding::
-
-    request.json           inputs of the extraction (hashed into <key>), written first
-    input_manifest.csv     the manifest that was asked for
-    shard_00000.npy        float16 (n_k, T, D), rows [k*S, (k+1)*S) of the input manifest
-    shard_00000.json       which input rows that shard holds, and which were skipped (why)
-    ...
-    manifest.csv           the images actually extracted; row i = image i of the store
-    skipped.csv            image_id, path, reason of unreadable images
-    metadata.json          schema version, backbone, layer, preprocessing, sizes, digests
-    COMPLETE               marker, written last
-
-Every file is written to a temporary name in the same folder and renamed atomically, so a
-reader never sees a half-written file, and a killed extraction resumes at the first shard
-whose ``.json`` is missing.
+The folder's files and how they are written are owned by :mod:`cytosae.store.layout`
+(``docs/token-store.md``); this module only reads them. Shards are memory-mapped, so memory is
+one batch whatever the dataset size.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,115 +16,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cytosae.atomic import COMPLETE, atomic_open, atomic_write_text, is_complete, mark_complete
-from cytosae.data.adapters import MANIFEST_COLUMNS
-
-log = logging.getLogger(__name__)
-
-STORE_SCHEMA_VERSION = 1
-STORE_DTYPE = np.float16
+from cytosae.atomic import COMPLETE, is_complete
+from cytosae.store.layout import (
+    MANIFEST,
+    METADATA,
+    SKIPPED,
+    STORE_DTYPE,
+    STORE_SCHEMA_VERSION,
+    shard_path,
+)
 
 
 class IncompleteStoreError(FileNotFoundError):
     """The folder is not a complete token store (names it and says how to finish it)."""
-
-
-# --------------------------------------------------------------------------- writing helpers
-
-
-def shard_name(k: int) -> str:
-    return f"shard_{k:05d}"
-
-
-def json_text(obj: Any) -> str:
-    """Deterministic JSON text (sorted keys, indent 2, trailing newline)."""
-    return json.dumps(obj, sort_keys=True, indent=2) + "\n"
-
-
-def csv_text(df: pd.DataFrame) -> str:
-    return df.to_csv(index=False, lineterminator="\n")
-
-
-def write_shard(folder: Path, k: int, tokens_NTD: np.ndarray, info: dict[str, Any]) -> None:
-    """Atomically write ``shard_k.npy`` (float16) then its ``shard_k.json`` (the done flag)."""
-    arr = np.ascontiguousarray(tokens_NTD, dtype=STORE_DTYPE)
-    with atomic_open(folder / f"{shard_name(k)}.npy") as f:
-        np.save(f, arr, allow_pickle=False)
-    atomic_write_text(folder / f"{shard_name(k)}.json", json_text(info))
-
-
-def shard_done(folder: Path, k: int) -> bool:
-    return (folder / f"{shard_name(k)}.json").is_file() and (
-        folder / f"{shard_name(k)}.npy"
-    ).is_file()
-
-
-def n_shards_for(n_rows: int, shard_size: int) -> int:
-    return max(1, -(-n_rows // shard_size))
-
-
-def finalize_store(folder: str | Path) -> bool:
-    """Write ``manifest.csv``, ``skipped.csv``, ``metadata.json`` and ``COMPLETE`` once every
-    shard is done (any rank may call it; concurrent calls write identical bytes).
-
-    Returns:
-        True when the store is complete after the call, False when shards are still missing.
-    """
-    folder = Path(folder)
-    if is_complete(folder):
-        return True
-    request = json.loads((folder / "request.json").read_text())
-    n_shards = int(request["n_shards"])
-    missing = [k for k in range(n_shards) if not shard_done(folder, k)]
-    if missing:
-        log.info(
-            "store %s: %d shard(s) still missing (first %s)", folder, len(missing), missing[:5]
-        )
-        return False
-    inp = pd.read_csv(folder / "input_manifest.csv", dtype=str, keep_default_na=False)
-    rows: list[int] = []
-    skipped: list[tuple[int, str]] = []
-    sizes: list[int] = []
-    for k in range(n_shards):
-        info = json.loads((folder / f"{shard_name(k)}.json").read_text())
-        rows.extend(info["rows"])
-        skipped.extend((int(r), str(reason)) for r, reason in info["skipped"])
-        sizes.append(len(info["rows"]))
-        shape = np.load(folder / f"{shard_name(k)}.npy", mmap_mode="r").shape
-        if shape[0] != len(info["rows"]):
-            raise ValueError(
-                f"{folder}/{shard_name(k)}.npy has {shape[0]} rows, its .json lists {len(info['rows'])}"
-            )
-    man = inp.iloc[rows].reset_index(drop=True).loc[:, list(MANIFEST_COLUMNS)]
-    sk = inp.iloc[[r for r, _ in skipped]].reset_index(drop=True)
-    sk_df = pd.DataFrame(
-        {
-            "image_id": sk["image_id"] if len(sk) else pd.Series(dtype=str),
-            "path": sk["path"] if len(sk) else pd.Series(dtype=str),
-            "reason": [reason for _, reason in skipped],
-        }
-    )
-    meta = dict(request)
-    meta.update(
-        {
-            "n_images": len(man),
-            "n_skipped": len(sk_df),
-            "shard_sizes": sizes,
-            "manifest_digest_extracted": hashlib.sha256(csv_text(man).encode()).hexdigest(),
-        }
-    )
-    atomic_write_text(folder / "manifest.csv", csv_text(man))
-    atomic_write_text(folder / "skipped.csv", csv_text(sk_df))
-    atomic_write_text(folder / "metadata.json", json_text(meta))
-    mark_complete(folder)
-    if len(sk_df):
-        log.warning(
-            "store %s: %d unreadable image(s) skipped, listed in skipped.csv", folder, len(sk_df)
-        )
-    return True
-
-
-# --------------------------------------------------------------------------- reading
 
 
 class TokenStore:
@@ -160,14 +49,14 @@ class TokenStore:
                 f"{self.path} is not a complete token store (no {COMPLETE} marker); "
                 "run the extraction again to resume it, or finalize_store() after all ranks finished"
             )
-        self.metadata: dict[str, Any] = json.loads((self.path / "metadata.json").read_text())
+        self.metadata: dict[str, Any] = json.loads((self.path / METADATA).read_text())
         if self.metadata.get("schema_version") != STORE_SCHEMA_VERSION:
             raise ValueError(
-                f"{self.path}/metadata.json: schema_version {self.metadata.get('schema_version')} "
+                f"{self.path / METADATA}: schema_version {self.metadata.get('schema_version')} "
                 f"!= supported {STORE_SCHEMA_VERSION}"
             )
         self.manifest: pd.DataFrame = pd.read_csv(
-            self.path / "manifest.csv", dtype=str, keep_default_na=False
+            self.path / MANIFEST, dtype=str, keep_default_na=False
         )
         self.n_images = int(self.metadata["n_images"])
         self.n_tokens = int(self.metadata["n_tokens"])
@@ -193,7 +82,7 @@ class TokenStore:
     @property
     def skipped(self) -> pd.DataFrame:
         """Unreadable images of the extraction (image_id, path, reason)."""
-        return pd.read_csv(self.path / "skipped.csv", dtype=str, keep_default_na=False)
+        return pd.read_csv(self.path / SKIPPED, dtype=str, keep_default_na=False)
 
     @property
     def is_random_init(self) -> bool:
@@ -202,9 +91,10 @@ class TokenStore:
     def _shard(self, k: int) -> np.ndarray:
         m = self._mmaps.get(k)
         if m is None:
-            m = np.load(self.path / f"{shard_name(k)}.npy", mmap_mode="r")
+            npy = shard_path(self.path, k, "npy")
+            m = np.load(npy, mmap_mode="r")
             if m.shape[1:] != (self.n_tokens, self.d_model):
-                raise ValueError(f"{self.path}/{shard_name(k)}.npy has shape {m.shape}")
+                raise ValueError(f"{npy} has shape {m.shape}")
             self._mmaps[k] = m
         return m
 

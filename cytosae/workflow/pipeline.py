@@ -4,7 +4,7 @@ Every stage's artifact lives in a folder keyed by a hash of its config and of it
 inputs, under the runs root (:func:`cytosae.paths.runs_root`)::
 
     runs/synth/<hash(SynthConfig)>/                 the five synthetic datasets (+ ground truth)
-    runs/tokens/<hash(manifest, backbone, ...)>/     token store (owned by cytosae.store.extract)
+    runs/tokens/<hash(manifest, backbone, ...)>/     token store (owned by cytosae.store)
     runs/sae/<hash(SAEConfig, TrainConfig, store)>/  trained SAE + history (cytosae.train)
     runs/stats/<hash(sae, store, tau, top_k)>/       latent statistics (cytosae.analysis.latents)
 
