@@ -20,6 +20,10 @@ from cytosae import __version__
 #: sub-command -> (module, one-line help), in the order of the data flow
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("cytosae.cli.synth", "write the five synthetic datasets (the embedded default)"),
+    "check-data": (
+        "cytosae.cli.check_data",
+        "check a data folder before a run: counts, classes, unreadable images, disk",
+    ),
     "extract": ("cytosae.cli.extract", "extract DinoBloom tokens of a dataset into a token store"),
     "train": ("cytosae.cli.train", "train a sparse autoencoder on a token store"),
     "latents": (

@@ -36,6 +36,8 @@ from typing import Any
 
 import pandas as pd
 
+from cytosae.data.catalog import ACEVEDO_PREFIX_CLASSES, BMC_KNOWN_BROKEN, MATEK19_CLASSES
+
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -61,73 +63,6 @@ DATASET_KINDS: tuple[str, ...] = (
     "imagefolder",
     "csv",
 )
-
-#: Acevedo 2020 file-name prefix -> fine class name (the paper's 11 classes plus the two
-#: "unspecified" prefixes NEUTROPHIL_ and IG_).
-ACEVEDO_PREFIX_CLASSES: dict[str, str] = {
-    "SNE": "neutrophil_segmented",
-    "BNE": "neutrophil_band",
-    "NEUTROPHIL": "neutrophil",
-    "PMY": "promyelocyte",
-    "MY": "myelocyte",
-    "MMY": "metamyelocyte",
-    "IG": "ig",
-    "BA": "basophil",
-    "EO": "eosinophil",
-    "ERB": "erythroblast",
-    "LY": "lymphocyte",
-    "MO": "monocyte",
-    "PLATELET": "platelet",
-}
-
-#: Matek19 abbreviation -> full name. Pitfall: MYB = myelocyte, MYO = myeloblast.
-MATEK19_CLASSES: dict[str, str] = {
-    "NGS": "neutrophil segmented",
-    "NGB": "neutrophil band",
-    "LYT": "lymphocyte typical",
-    "LYA": "lymphocyte atypical",
-    "MYO": "myeloblast",
-    "MYB": "myelocyte",
-    "MON": "monocyte",
-    "MOB": "monoblast",
-    "EOS": "eosinophil",
-    "BAS": "basophil",
-    "EBO": "erythroblast",
-    "PMO": "promyelocyte",
-    "PMB": "promyelocyte bilobed",
-    "KSC": "smudge cell",
-    "MMZ": "metamyelocyte",
-}
-
-#: BMC abbreviation -> full name (MYB = myelocyte here too).
-BMC_CLASSES: dict[str, str] = {
-    "ABE": "abnormal eosinophil",
-    "ART": "artefact",
-    "BAS": "basophil",
-    "BLA": "blast",
-    "EBO": "erythroblast",
-    "EOS": "eosinophil",
-    "FGC": "faggot cell",
-    "HAC": "hairy cell",
-    "KSC": "smudge cell",
-    "LYI": "immature lymphocyte",
-    "LYT": "lymphocyte",
-    "MMZ": "metamyelocyte",
-    "MON": "monocyte",
-    "MYB": "myelocyte",
-    "NGB": "neutrophil band",
-    "NGS": "neutrophil segmented",
-    "NIF": "not identifiable",
-    "OTH": "other",
-    "PEB": "proerythroblast",
-    "PLM": "plasma cell",
-    "PMO": "promyelocyte",
-}
-
-#: Files known to be broken in the public BMC archive (file name -> reason).
-BMC_KNOWN_BROKEN: dict[str, str] = {"MYB_05527.jpg": "known broken file in the public BMC archive"}
-
-HEHR_BAG_LABELS: tuple[str, ...] = ("CBFB_MYH11", "NPM1", "PML_RARA", "RUNX1_RUNX1T1", "control")
 
 
 class DatasetLayoutError(ValueError):

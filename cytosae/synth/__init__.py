@@ -7,7 +7,8 @@ on-disk layouts of the five real datasets so the same adapters read both.  See
 
 from __future__ import annotations
 
-from cytosae.synth.celltypes import CELL_TYPES, MLL23_CLASSES, SPECS, CellSpec
+from cytosae.data.catalog import MLL23_CLASSES
+from cytosae.synth.celltypes import CELL_TYPES, SPECS, CellSpec
 from cytosae.synth.config import SYNTH_DATASETS, SynthConfig
 from cytosae.synth.groundtruth import GroundTruth, load_groundtruth
 from cytosae.synth.layouts import NATIVE_SIZE, plan_dataset, write_all, write_dataset

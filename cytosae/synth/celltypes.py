@@ -373,8 +373,5 @@ SPECS: dict[str, CellSpec] = {
 #: every renderable cell type
 CELL_TYPES: tuple[str, ...] = tuple(SPECS)
 
-#: the 18 MLL23 classes
-MLL23_CLASSES: tuple[str, ...] = CELL_TYPES[:18]
-
 #: cytoplasm hue concepts
 HUES: tuple[str, ...] = ("pink", "blue", "grey", "deep_blue")

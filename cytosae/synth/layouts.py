@@ -20,8 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from cytosae.atomic import atomic_dir
-from cytosae.data.catalog import DATASET_ROOTS
-from cytosae.synth.celltypes import MLL23_CLASSES
+from cytosae.data.catalog import DATASET_ROOTS, MLL23_CLASSES
 from cytosae.synth.cohort import Patient, make_cohort, metadata_frame
 from cytosae.synth.config import SYNTH_DATASETS, SynthConfig
 from cytosae.synth.groundtruth import GroundTruthWriter
