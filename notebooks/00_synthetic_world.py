@@ -29,29 +29,26 @@ profile: str = "default"  # smoke | default | paper
 # %%
 from cytosae.workflow.notebook import setup
 
-pipe = setup(globals(), ["profile"], profile=profile)
+pipe = setup(globals())
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 
-from cytosae.synth import gallery
+from cytosae.analysis.retrieval import load_image
+from cytosae.plotting import figures
 
-fig, ax = plt.subplots(figsize=(7.5, 22))
-ax, grid = gallery.plot_gallery(ax, size=112)
-pipe.save_figure(fig, "synthetic_gallery")
-plt.show()
+fig, grid = figures.gallery_figure(size=112)
+pipe.show(fig, "synthetic_gallery")
 print(f"{len(grid['rows'])} cell types x {len(grid['cols'])} stain domains")
 
 # %% [markdown]
-# Realism check: renders beside the real MLL23 eosinophil of the paper's Fig. 3 (shown when the
-# reference image is available next to the repository; the renders are drawn either way).
+# Realism check: renders beside the real MLL23 eosinophil of the paper's Fig. 3, the one real
+# image in the repository (shipped with the package in `cytosae/plotting/data/`, MIT licence;
+# its source is in the README beside it).
 
-# %% tags=["nbval-ignore-output"]
-fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
-axes, realism = gallery.plot_realism(axes)
-pipe.save_figure(fig, "synthetic_realism")
-plt.show()
+# %%
+fig, realism = figures.realism_figure()
+pipe.show(fig, "synthetic_realism")
 
 # %% [markdown]
 # Ground truth of one synthetic MLL23-like eosinophil: the image and its concept masks.
@@ -59,13 +56,9 @@ plt.show()
 # %%
 gt = pipe.groundtruth("mll23")
 i = int(np.flatnonzero(gt.index["cell_type"].to_numpy() == "eosinophil")[0])
-from PIL import Image
-
-rgb = np.asarray(Image.open(gt.root / gt.index["relpath"][i]).convert("RGB"))
-fig, axes = plt.subplots(1, 2, figsize=(7, 3.6))
-axes, drawn = gallery.plot_masks(axes, rgb, gt.masks(i))
-pipe.save_figure(fig, "synthetic_masks")
-plt.show()
+rgb = np.asarray(load_image(gt.root / gt.index["relpath"][i]))
+fig, drawn = figures.masks_figure(rgb, gt.masks(i))
+pipe.show(fig, "synthetic_masks")
 print("concepts present:", ", ".join(drawn["concepts"]))
 
 # %% [markdown]
@@ -74,18 +67,16 @@ print("concepts present:", ", ".join(drawn["concepts"]))
 # %%
 import pandas as pd
 
+from cytosae.synth.layouts import hehr_cohort
+
 meta = pd.read_csv(pipe.dataset_root("hehr") / "metadata.csv")
 print(
     meta.groupby("bag_label")
     .agg(patients=("patient_id", "count"), images=("instance_count", "sum"))
     .to_string()
 )
-fig, ax = plt.subplots(figsize=(11, 3.6))
-from cytosae.synth.layouts import hehr_cohort
-
-ax, cohort = gallery.plot_cohort(ax, hehr_cohort(pipe.profile.synth))
-pipe.save_figure(fig, "synthetic_cohort")
-plt.show()
+fig, cohort = figures.cohort_figure(hehr_cohort(pipe.profile.synth))
+pipe.show(fig, "synthetic_cohort")
 
 # %%
 sizes = {name: len(pipe.manifest(name)) for name in pipe.profile.eval_datasets}

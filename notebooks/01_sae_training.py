@@ -27,12 +27,10 @@ profile: str = "default"  # smoke | default | paper
 # %%
 from cytosae.workflow.notebook import setup
 
-pipe = setup(globals(), ["profile"], profile=profile)
+pipe = setup(globals())
 
 # %%
-import json
-
-import matplotlib.pyplot as plt
+from cytosae.plotting import figures
 
 history = pipe.train_history()
 print("SAE:", pipe.profile.sae.to_json(indent=None))
@@ -45,14 +43,8 @@ cols = [
 print(history[cols].round(3).iloc[[0, len(history) // 2, -1]].to_string(index=False))
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(12, 2.8))
-for ax, col in zip(axes, ["mse", "l0", "explained_variance", "dead_frac"]):
-    ax.plot(history["step"], history[col])
-    ax.set_xlabel("step")
-    ax.set_title(col)
-fig.suptitle(f"SAE training ({pipe.tag()})", y=1.05)
-pipe.save_figure(fig, "sae_training")
-plt.show()
+fig, _ = figures.training_curves(history, tag=pipe.tag())
+pipe.show(fig, "sae_training")
 
 # %% [markdown]
 # Ghost grads: the same run without them. The paper reports a dead fraction of 0.92 without and
@@ -60,15 +52,8 @@ plt.show()
 
 # %%
 no_ghost = pipe.train_history(pipe.profile.sae.replace(use_ghost_grads=False))
-fig, ax = plt.subplots(figsize=(4.5, 3))
-ax.plot(history["step"], history["dead_frac"], label="ghost grads (paper)")
-ax.plot(no_ghost["step"], no_ghost["dead_frac"], label="no ghost grads")
-ax.set_xlabel("step")
-ax.set_ylabel("dead fraction")
-ax.legend()
-ax.set_title(f"dead latents ({pipe.tag()})", fontsize=9)
-pipe.save_figure(fig, "sae_ghost_grads")
-plt.show()
+fig, _ = figures.ghost_grads_comparison(history, no_ghost, tag=pipe.tag())
+pipe.show(fig, "sae_ghost_grads")
 print(
     f"final dead fraction: {history['dead_frac'].iloc[-1]:.2f} with ghost grads, "
     f"{no_ghost['dead_frac'].iloc[-1]:.2f} without; final L0 {history['l0'].iloc[-1]:.1f} vs {no_ghost['l0'].iloc[-1]:.1f}"

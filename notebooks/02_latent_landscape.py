@@ -32,13 +32,11 @@ dataset: str = "mll23"  # which dataset's statistics to draw
 # %%
 from cytosae.workflow.notebook import setup
 
-pipe = setup(globals(), ["profile", "dataset"], profile=profile)
+pipe = setup(globals())
 
 # %%
-import matplotlib.pyplot as plt
-
 from cytosae.analysis import thresholds
-from cytosae.plotting import panels as plots
+from cytosae.plotting import figures
 
 stats = pipe.stats(dataset)
 counts = thresholds.concept_counts(stats.mean_acts, thresholds=range(-6, 1))
@@ -49,12 +47,7 @@ print(
 print(counts.to_string(index=False))
 
 # %%
-fig, (ax, ax_counts) = plt.subplots(
-    1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.4, 1], "wspace": 0.55}
+fig, _ = figures.landscape_figure(
+    stats, counts, threshold=pipe.profile.threshold, dataset=dataset, tag=pipe.tag()
 )
-ax, landscape = plots.plot_landscape(ax, stats, marginals=True)
-ax_counts, _ = plots.plot_concept_counts(ax_counts, counts)
-ax_counts.axvline(pipe.profile.threshold, color="0.6", ls="--", lw=0.8)
-fig.suptitle(f"Fig. 2A latent landscape, {dataset} ({pipe.tag()})", fontsize=10, y=1.08)
-pipe.save_figure(fig, "fig2a_latent_landscape")
-plt.show()
+pipe.show(fig, "fig2a_latent_landscape")

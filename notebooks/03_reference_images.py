@@ -30,15 +30,12 @@ n_images: int = 4  # reference images per latent and dataset
 # %%
 from cytosae.workflow.notebook import setup
 
-pipe = setup(globals(), ["profile", "n_show", "n_images"], profile=profile)
+pipe = setup(globals())
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
-
 from cytosae.analysis import review, thresholds
-from cytosae.analysis.retrieval import load_image, reference_images
-from cytosae.plotting import panels as plots
+from cytosae.analysis.retrieval import load_image, reference_table
+from cytosae.plotting import figures
 
 train_stats = pipe.stats(pipe.profile.train_dataset)
 sample = thresholds.sample_latents_for_review(
@@ -49,36 +46,17 @@ print(sample.head(10).round(3).to_string(index=False))
 
 # %%
 datasets = [d for d in ("acevedo", "matek19", "bmc", "hehr") if d in pipe.profile.eval_datasets]
-refs = {d: (pipe.stats(d), pipe.tokens(d).manifest) for d in datasets}
+sources = {d: (pipe.stats(d), pipe.tokens(d).manifest) for d in datasets}
 show = sample.groupby("cluster").head(1)["latent"].to_numpy()[:n_show]
-fig, axes = plt.subplots(
-    len(show),
-    len(datasets) * n_images,
-    figsize=(1.1 * len(datasets) * n_images, 1.3 * len(show)),
-    squeeze=False,
+fig, _ = figures.reference_image_grid(
+    reference_table(sources, show, n_images),
+    load_image,
+    n_images=n_images,
+    row_order=show,
+    group_order=datasets,
+    title=f"Fig. 2B reference images per dataset ({pipe.tag()})",
 )
-for r, latent in enumerate(show):
-    for c, d in enumerate(datasets):
-        stats, man = refs[d]
-        ref = reference_images(stats, int(latent), n_images, man)
-        imgs = [np.asarray(load_image(p)) for p in ref["path"]]
-        titles = [
-            f"{d if r == 0 and j == 0 else ''}\n{str(lab)[:14]}\n{a:.2f}"
-            for j, (lab, a) in enumerate(zip(ref["label"], ref["activation"]))
-        ]
-        plots.plot_reference_images(axes[r, c * n_images : (c + 1) * n_images], imgs, titles)
-    axes[r, 0].text(
-        -0.25,
-        0.5,
-        f"latent {latent}",
-        transform=axes[r, 0].transAxes,
-        rotation=90,
-        va="center",
-        fontsize=8,
-    )
-fig.suptitle(f"Fig. 2B reference images per dataset ({pipe.tag()})", y=1.02)
-pipe.save_figure(fig, "fig2b_reference_images")
-plt.show()
+pipe.show(fig, "fig2b_reference_images")
 
 # %% [markdown]
 # The expert review sheet: one row per sampled latent with its reference images in every dataset,
@@ -87,7 +65,7 @@ plt.show()
 # %%
 html, csv = review.write_review_sheet(
     sample,
-    refs,
+    sources,
     pipe.runs / "review" / pipe.profile.name,
     title=f"CytoSAE latent review ({pipe.tag()})",
 )

@@ -38,33 +38,23 @@ n_images: int = 3  # reference images per dataset
 # %%
 from cytosae.workflow.notebook import setup
 
-pipe = setup(
-    globals(),
-    ["profile", "top_n", "max_patch_frequency", "max_mean_act", "n_images"],
-    profile=profile,
-)
+pipe = setup(globals())
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
-
 from cytosae.analysis import retrieval
 from cytosae.analysis.recovery import align_patch_fractions
-from cytosae.plotting import panels as plots
+from cytosae.plotting import figures
 
 ds = pipe.profile.train_dataset
 store, stats = pipe.tokens(ds), pipe.stats(ds)
 man = store.manifest
-eos = np.flatnonzero(man["label"].to_numpy() == "eosinophil")
-if pipe.synthetic:  # choose the eosinophil patch with the most granule area, from ground truth
+granules = None  # without ground truth: the paper's example, patch 57 of the first eosinophil
+if pipe.synthetic:  # the eosinophil patch with the most granule area, from ground truth
     gt = pipe.groundtruth(ds)
-    pf = align_patch_fractions(gt, pipe.dataset_root(ds), man)[
-        :, list(gt.concepts).index("granule_eosinophilic")
+    granules = align_patch_fractions(gt, pipe.dataset_root(ds), man)[
+        :, gt.concept_index("granule_eosinophilic")
     ]
-    image_index = int(eos[np.argmax(pf[eos].reshape(len(eos), -1).max(1))])
-    patch = int(np.argmax(pf[image_index].reshape(-1)))
-else:  # the paper's example: patch 57 of the first eosinophil
-    image_index, patch = int(eos[0]), 57
+image_index, patch = retrieval.query_patch(man["label"], granules, cell_type="eosinophil")
 tokens = store.get([image_index])[0]
 hits = retrieval.patch_latents(
     pipe.sae,
@@ -84,44 +74,20 @@ print(
 print(hits[~hits["dropped"]].head(8).round(3).to_string(index=False))
 
 # %%
-image = retrieval.load_image(man["path"][image_index])
 datasets = list(pipe.profile.eval_datasets)
-latents = hits.loc[hits["top"], "latent"].to_numpy()
-if len(latents) == 0:  # every active latent fires everywhere (tiny smoke runs): show the strongest
+latents, fallback = retrieval.retrieval_latents(hits, top_n)
+if fallback:  # every active latent fires everywhere (tiny smoke runs)
     print("no latent passed the 'fires everywhere' filter; showing the most active ones instead")
-    latents = hits["latent"].to_numpy()[:top_n]
-fig, axes = plt.subplots(
-    len(latents),
-    1 + len(datasets) * n_images,
-    figsize=(1.25 * (1 + len(datasets) * n_images), 1.5 * len(latents)),
-    squeeze=False,
+sources = {d: (pipe.stats(d), pipe.tokens(d).manifest) for d in datasets}
+fig, _ = figures.patch_retrieval_figure(
+    retrieval.load_image(man["path"][image_index]),
+    patch,
+    retrieval.reference_table(sources, latents, n_images),
+    lambda d, i, s: retrieval.latent_patch_map(pipe.sae, pipe.tokens(d).get([i])[0], s),
+    retrieval.load_image,
+    latents=latents,
+    datasets=datasets,
+    n_images=n_images,
+    tag=pipe.tag(),
 )
-for r, latent in enumerate(latents):
-    ax = axes[r, 0]
-    img = np.asarray(image)
-    ax.imshow(img)
-    h, w = img.shape[0] / 16, img.shape[1] / 16
-    ax.add_patch(
-        plt.Rectangle(((patch % 16) * w, (patch // 16) * h), w, h, fill=False, ec="yellow", lw=1.5)
-    )
-    ax.set_title(f"query patch {patch}\nlatent {latent}", fontsize=7)
-    ax.axis("off")
-    for c, d in enumerate(datasets):
-        st, sts = pipe.tokens(d), pipe.stats(d)
-        ref = retrieval.reference_images(sts, int(latent), n_images, st.manifest)
-        for j, row in enumerate(ref.itertuples(index=False)):
-            acts = retrieval.latent_patch_map(
-                pipe.sae, st.get([int(row.image_index)])[0], int(latent)
-            )
-            plots.plot_segmentation(
-                axes[r, 1 + c * n_images + j],
-                acts,
-                retrieval.load_image(row.path),
-                mode="scaled",
-                title=f"{d}\n{str(row.label)[:14]}",
-            )
-        for j in range(len(ref), n_images):
-            axes[r, 1 + c * n_images + j].axis("off")
-fig.suptitle(f"Fig. 3 patch retrieval ({pipe.tag()})", y=1.03)
-pipe.save_figure(fig, "fig3_patch_retrieval")
-plt.show()
+pipe.show(fig, "fig3_patch_retrieval")

@@ -30,14 +30,13 @@ variant: str = "paper"  # "paper" (mean over images) or "official" (the code's c
 # %%
 from cytosae.workflow.notebook import setup
 
-pipe = setup(globals(), ["profile", "variant"], profile=profile)
+pipe = setup(globals())
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 
 from cytosae.analysis import barcodes, probe
-from cytosae.plotting import panels as plots
+from cytosae.plotting import figures
 
 stats = pipe.stats("hehr")
 man = pipe.tokens("hehr").manifest
@@ -53,21 +52,8 @@ print(
 )
 
 # %%
-order = np.argsort(patients["disease"].to_numpy(), kind="stable")
-top = np.argsort(-X_PS.var(0), kind="stable")[:64]
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 1.2]})
-plots.plot_barcode(
-    a1,
-    X_PS[order],
-    [f"{p} ({d})" for p, d in patients[["patient", "disease"]].to_numpy()[order]],
-    latents=top,
-)
-a1.set_title("patient barcodes (64 most variable latents)", fontsize=9)
-plots.plot_barcode(a2, D_DS, [str(d) for d in diseases], latents=top)
-a2.set_title("disease barcodes", fontsize=9)
-fig.suptitle(f"Barcodes ({pipe.tag()})")
-pipe.save_figure(fig, "fig4_barcodes")
-plt.show()
+fig, _ = figures.barcode_figure(X_PS, patients, D_DS, diseases, n_latents=64, tag=pipe.tag())
+pipe.show(fig, "fig4_barcodes")
 
 # %%
 y = patients["disease"].to_numpy()
@@ -86,12 +72,7 @@ print(
 print(res["per_class_f1"].round(3).to_string())
 
 # %%
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
-plots.plot_probe_sweep(a1, sweep)
-a1.set_title("Fig. 4A weighted F1 vs threshold", fontsize=9)
-plots.plot_confusion(a2, res["confusion"])
-a2.set_title(f"Fig. 4B confusion at {pipe.profile.threshold}", fontsize=9)
-fig.suptitle(f"AML-subtype probe on barcodes ({pipe.tag()})", y=1.02)
-fig.tight_layout()
-pipe.save_figure(fig, "fig4_probe")
-plt.show()
+fig, _ = figures.probe_figure(
+    sweep, res["confusion"], threshold=pipe.profile.threshold, tag=pipe.tag()
+)
+pipe.show(fig, "fig4_probe")

@@ -32,17 +32,13 @@ n_images: int = 5
 # %%
 from cytosae.workflow.notebook import setup
 
-pipe = setup(globals(), ["profile", "d1", "d2", "top_n", "n_show", "n_images"], profile=profile)
+pipe = setup(globals())
 
 # %%
-from pathlib import Path
-
-import matplotlib.pyplot as plt
-import numpy as np
-
 from cytosae.analysis import barcodes, differential
+from cytosae.analysis.recovery import groundtruth_cell_types
 from cytosae.analysis.retrieval import load_image
-from cytosae.plotting import panels as plots
+from cytosae.plotting import figures
 
 stats = pipe.stats("hehr")
 man = pipe.tokens("hehr").manifest
@@ -55,28 +51,10 @@ print(diff.groupby("direction").head(5).round(3).to_string(index=False))
 refs = differential.differential_reference_images(
     diff.groupby("direction").head(n_show), stats, n_images, man
 )
-fig = plt.figure(figsize=(12, 7.5))
-gs = fig.add_gridspec(
-    2 * n_show, 1 + n_images, width_ratios=[4] + [1] * n_images, wspace=0.3, hspace=0.5
+fig, _ = figures.differential_figure(
+    D_DS, diseases, d1, d2, diff, refs, load_image, n_show=n_show, n_images=n_images, tag=pipe.tag()
 )
-ax = fig.add_subplot(gs[:, 0])
-plots.plot_differential(ax, D_DS, diseases, d1, d2, diff)
-ax.set_title(f"Fig. 5A disease barcodes ({pipe.tag()})", fontsize=9)
-for r, (latent, grp) in enumerate(refs.groupby(["direction", "latent"], sort=False)):
-    axes = [fig.add_subplot(gs[r, 1 + j]) for j in range(n_images)]
-    imgs = [np.asarray(load_image(p)) for p in grp["path"]]
-    plots.plot_reference_images(axes, imgs, [f"{lab}" for lab in grp["label"]])
-    axes[0].text(
-        -0.15,
-        0.5,
-        f"{latent[1]}\n{'more in ' + (d1 if latent[0] == 'd1>d2' else d2)}",
-        transform=axes[0].transAxes,
-        ha="right",
-        va="center",
-        fontsize=6,
-    )
-pipe.save_figure(fig, "fig5_differential_latents")
-plt.show()
+pipe.show(fig, "fig5_differential_latents")
 
 # %% [markdown]
 # Which cells carry the differential latents? In the synthetic world every image's cell type is
@@ -85,9 +63,5 @@ plt.show()
 
 # %%
 if pipe.synthetic:
-    gt = pipe.groundtruth("hehr")
-    cell = {
-        str((gt.root / r).resolve()): c for r, c in zip(gt.index["relpath"], gt.index["cell_type"])
-    }
-    refs["cell_type"] = [cell.get(str(Path(p).resolve()), "?") for p in refs["path"]]
+    refs["cell_type"] = groundtruth_cell_types(pipe.groundtruth("hehr"), refs["path"])
     print(refs.groupby("direction")["cell_type"].value_counts().to_string())

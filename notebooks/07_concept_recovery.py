@@ -31,13 +31,11 @@ max_patches: int = 50000  # seeded subsample of patches per dataset
 # %%
 from cytosae.workflow.notebook import setup
 
-pipe = setup(globals(), ["profile", "datasets", "max_patches"], profile=profile)
+pipe = setup(globals())
 
 # %%
-import matplotlib.pyplot as plt
-
 from cytosae.analysis import recovery
-from cytosae.plotting import panels as plots
+from cytosae.plotting import figures
 
 if not pipe.synthetic:
     raise SystemExit("concept recovery needs the synthetic world's ground truth")
@@ -56,10 +54,5 @@ for ds in datasets:
     print(r.per_concept.round(2).to_string(index=False))
 
 # %%
-fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.6), squeeze=False)
-for ax, ds in zip(axes[0], datasets):
-    plots.plot_recovery(ax, results[ds])
-    ax.set_ylabel(ds)
-fig.suptitle(f"Concept recovery against pixel ground truth ({pipe.tag()})", y=1.04)
-pipe.save_figure(fig, "concept_recovery")
-plt.show()
+fig, _ = figures.recovery_figure(results, tag=pipe.tag())
+pipe.show(fig, "concept_recovery")

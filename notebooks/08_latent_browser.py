@@ -28,10 +28,9 @@ dataset: str = "mll23"
 # %%
 from cytosae.workflow.notebook import setup
 
-pipe = setup(globals(), ["profile", "dataset"], profile=profile)
+pipe = setup(globals())
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 
 from cytosae.analysis.retrieval import load_image
@@ -48,7 +47,5 @@ print(f"{len(browser.latents)} latents above log10 mean activation {pipe.profile
 browser.show()
 
 # %%
-fig = browser.render(int(browser.latents[0]))
-fig.suptitle(f"{fig._suptitle.get_text() if fig._suptitle else ''} ({pipe.tag()})", y=1.02)
-pipe.save_figure(fig, "latent_browser_example")
-plt.show()
+fig = browser.render(int(browser.latents[0]), tag=pipe.tag())
+pipe.show(fig, "latent_browser_example")

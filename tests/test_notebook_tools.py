@@ -6,7 +6,12 @@ import types
 import nbformat
 import pytest
 
-from cytosae.workflow.notebook import UnknownParameterError, setup, unknown_parameters
+from cytosae.workflow.notebook import (
+    UnknownParameterError,
+    declared_parameters,
+    setup,
+    unknown_parameters,
+)
 from cytosae.workflow.runner import NotebookFailed, check_parameters, run_notebook, strip_volatile
 
 
@@ -29,8 +34,43 @@ def _nb(path, cells):
 def test_unknown_parameters_flags_injected_values_only():
     ns = {"In": [], "profile": "smoke", "np": types, "f": len, "_x": 1, "profle": "typo", "n": 3}
     assert unknown_parameters(ns, ["profile"]) == ["n", "profle"]
-    with pytest.raises(UnknownParameterError, match="profle"):
-        setup(ns, ["profile", "n"], profile="smoke")
+
+
+def test_setup_reads_the_declared_parameters_from_the_annotations():
+    # the parameters cell `profile: str = "default"` / `n: int = 3` annotates its names; papermill
+    # injects plain assignments (`profile = "smoke"`, `profle = "typo"`), which annotate nothing
+    ns = {
+        "__annotations__": {"profile": str, "n": int},
+        "In": [],
+        "np": types,
+        "profile": "smoke",
+        "n": 3,
+        "profle": "typo",
+    }
+    assert declared_parameters(ns) == ["n", "profile"]
+    with pytest.raises(UnknownParameterError, match=r"\['profle'\].*declares \['n', 'profile'\]"):
+        setup(ns)
+    with pytest.raises(ValueError, match="must declare the profile"):
+        setup({"__annotations__": {"n": int}, "n": 3})
+
+
+def test_setup_takes_the_profile_from_the_namespace(capsys, monkeypatch):
+    import logging
+
+    import matplotlib
+
+    from cytosae.workflow import notebook
+
+    # setup() pins global state for a notebook's kernel; keep it out of the test session
+    monkeypatch.setattr(notebook, "pin_determinism", lambda seed: None)
+    logger = logging.getLogger("cytosae")
+    level = logger.level
+    try:
+        with matplotlib.rc_context():
+            pipe = setup({"__annotations__": {"profile": str}, "profile": "smoke"})
+    finally:
+        logger.setLevel(level)
+    assert pipe.profile.name == "smoke" and "profile=smoke" in capsys.readouterr().out
 
 
 def test_runner_rejects_unknown_parameter_before_running(tmp_path):

@@ -13,6 +13,7 @@ from cytosae.analysis.recovery import (
     align_patch_fractions,
     collect_patch_sample,
     concept_recovery,
+    groundtruth_cell_types,
     recover_concepts,
 )
 
@@ -117,3 +118,12 @@ def test_align_patch_fractions(tmp_path) -> None:
     man2 = pd.DataFrame({"path": [str(tmp_path / "c.png")]})
     with pytest.raises(ValueError, match="c.png"):
         align_patch_fractions(gt, tmp_path, man2)
+
+
+def test_groundtruth_cell_types_by_resolved_path(tmp_path) -> None:
+    gt = SimpleNamespace(
+        root=tmp_path,
+        index=pd.DataFrame({"relpath": ["b/1.png", "a/0.png"], "cell_type": ["blast", "eos"]}),
+    )
+    paths = [str(tmp_path / "a" / ".." / "a" / "0.png"), tmp_path / "b/1.png", "elsewhere.png"]
+    assert groundtruth_cell_types(gt, paths) == ["eos", "blast", "?"]

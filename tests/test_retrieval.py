@@ -17,7 +17,10 @@ from cytosae.analysis.retrieval import (
     patch_cell,
     patch_latents,
     patch_to_token,
+    query_patch,
     reference_images,
+    reference_table,
+    retrieval_latents,
     segmentation_map,
 )
 
@@ -114,3 +117,45 @@ def test_reference_images_and_load(tmp_path) -> None:
     diff = pd.DataFrame({"direction": ["d1>d2"], "latent": [0]})
     dr = differential_reference_images(diff, stats, n_images=5)
     assert list(dr["image_index"]) == [2, 0] and (dr["latent"] == 0).all()
+
+
+def test_reference_table_is_latent_major_and_keyed_by_source() -> None:
+    stats = SimpleNamespace(
+        top_indices=np.array([[1, 0], [-1, -1], [0, -1]]),
+        top_values=np.array([[0.9, 0.4], [0.0, 0.0], [2.0, 0.0]]),
+        top_label_indices=np.array([[0, 0], [-1, -1], [0, -1]]),
+        label_names=("a",),
+    )
+    man = pd.DataFrame({"path": ["p0", "p1"], "dataset": ["from_manifest"] * 2})
+    t = reference_table({"x": (stats, man), "y": (stats, man)}, [2, 1, 0], n=1)
+    assert list(t.columns[:2]) == ["latent", "dataset"] and set(t["dataset"]) == {"x", "y"}
+    assert list(zip(t["latent"], t["dataset"], t["path"])) == [
+        (2, "x", "p0"),
+        (2, "y", "p0"),
+        (0, "x", "p1"),
+        (0, "y", "p1"),
+    ]  # latent 1 never fired: no rows
+    assert len(reference_table({"x": (stats, man)}, [1])) == 0
+
+
+def test_query_patch_from_patch_fractions_or_the_paper_example() -> None:
+    labels = pd.Series(["lymphocyte", "eosinophil", "eosinophil", "monocyte"])
+    fractions = np.zeros((4, 16, 16))
+    fractions[0, 0, 0] = 1.0  # not an eosinophil: ignored
+    fractions[1, 2, 3] = 0.4
+    fractions[2, 5, 6] = 0.7
+    assert query_patch(labels, fractions) == (2, 5 * 16 + 6)
+    assert query_patch(labels, fractions.reshape(4, 256)) == (2, 86)
+    assert query_patch(labels) == (1, 57)  # without ground truth: patch 57 of the first one
+    with pytest.raises(ValueError, match="basophil"):
+        query_patch(labels, cell_type="basophil")
+
+
+def test_retrieval_latents_falls_back_to_the_most_active() -> None:
+    hits = pd.DataFrame(
+        {"latent": [4, 2, 7], "activation": [3.0, 2.0, 1.0], "dropped": [True, False, False]}
+    )
+    latents, fallback = retrieval_latents(hits.assign(top=[False, True, True]), 2)
+    assert list(latents) == [2, 7] and not fallback
+    latents, fallback = retrieval_latents(hits.assign(top=False), 2)
+    assert list(latents) == [4, 2] and fallback

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import pytest
 
 from cytosae.plotting.synthetic import (
     plot_cohort,
     plot_gallery,
     plot_masks,
     plot_realism,
+    real_eosinophil_path,
     render_grid,
 )
 from cytosae.synth import render_scene
 from cytosae.synth.cohort import make_cohort
-
-REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "images"
 
 
 def test_gallery_mosaic_matches_individual_renders() -> None:
@@ -52,16 +48,16 @@ def test_masks_overlay_and_cohort_bars() -> None:
     plt.close(fig)
 
 
-def test_realism_panel_uses_the_real_eosinophil_when_present() -> None:
-    hits = sorted(REAL.glob("mll23-eosinophil-*.tif")) if REAL.is_dir() else []
-    if not hits:
-        pytest.skip("shared/reference/images not available")
+def test_realism_panel_uses_the_real_eosinophil_shipped_with_the_package() -> None:
+    real = real_eosinophil_path()
+    assert real.is_file() and (real.parent / "README.md").is_file()
     fig, axes = plt.subplots(1, 2)
-    _, data = plot_realism(axes, hits[0])
+    _, data = plot_realism(axes)
     assert data["real"].shape == (288, 288, 3) and len(data["renders"]) == 1
+    assert data["real_path"] == real
     assert "SYNTHETIC" in axes[1].get_title() and "REAL" in axes[0].get_title()
     plt.close(fig)
     fig, axes = plt.subplots(1, 2)
-    _, data = plot_realism(axes, hits[0].parent / "absent.tif")
-    assert data["real"] is None
+    _, data = plot_realism(axes, real.parent / "absent.tif")
+    assert data["real"] is None and "absent" in axes[0].get_title()
     plt.close(fig)

@@ -41,7 +41,9 @@ def test_render_and_slider() -> None:
     fig = b.render(0)
     shown = [ax.images[0].get_array()[0, 0, 0] for ax in fig.axes if ax.images]
     assert shown == [100, 50]  # images 1 then 0, by activation
-    assert "latent 0" in fig._suptitle.get_text()
+    assert "latent 0" in fig.get_suptitle() and fig.texts[0].get_fontsize() == 9
+    tagged = b.render(0, tag="SYNTHETIC data")
+    assert tagged.get_suptitle() == f"{fig.get_suptitle()} (SYNTHETIC data)"
     first = b.last_figure
     b.slider.value = 1
     assert b.last_latent == 0 and b.last_figure is not first

@@ -51,6 +51,7 @@ __all__ = [
     "align_patch_fractions",
     "collect_patch_sample",
     "concept_recovery",
+    "groundtruth_cell_types",
     "recover_concepts",
 ]
 
@@ -81,6 +82,19 @@ def align_patch_fractions(
             raise ValueError(f"no ground truth for image {p} under {root}")
         rows.append(i)
     return np.asarray(groundtruth.patch_fractions)[np.asarray(rows, dtype=np.int64)]
+
+
+def groundtruth_cell_types(
+    groundtruth: Any, paths: Sequence[str | Path], missing: str = "?"
+) -> list[str]:
+    """The ground-truth cell type of each image path (matched by resolved path, as
+    :func:`align_patch_fractions`; ``missing`` for an image the ground truth does not know)."""
+    root = Path(groundtruth.root)
+    cell = {
+        str((root / rp).resolve()): str(c)
+        for rp, c in zip(groundtruth.index["relpath"], groundtruth.index["cell_type"])
+    }
+    return [cell.get(str(Path(p).resolve()), missing) for p in paths]
 
 
 @torch.inference_mode()

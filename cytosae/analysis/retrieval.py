@@ -14,6 +14,7 @@ Segmentation maps: the 16x16 patch activations upsampled by nearest neighbour to
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,10 @@ __all__ = [
     "patch_cell",
     "patch_latents",
     "patch_to_token",
+    "query_patch",
     "reference_images",
+    "reference_table",
+    "retrieval_latents",
     "segmentation_map",
 ]
 
@@ -145,6 +149,85 @@ def reference_images(
         rows["path"] = sub["path"].to_numpy()
         rows["dataset"] = sub["dataset"].to_numpy()
     return rows.reset_index(drop=True)
+
+
+def reference_table(
+    sources: Mapping[str, tuple[Any, pd.DataFrame]],
+    latents: Sequence[int],
+    n: int | None = None,
+) -> pd.DataFrame:
+    """Reference images of several latents in several datasets, one row per image.
+
+    Args:
+        sources: dataset name -> (``LatentStats``, manifest) of that dataset.
+        latents: the latents, in the order wanted.
+        n: reference images per latent and dataset (None: all kept).
+
+    Returns:
+        DataFrame ``latent``, ``dataset`` (the key in ``sources``), then the columns of
+        :func:`reference_images` (``rank``, ``image_index``, ``activation``, ``label``, ``path``),
+        latent-major in the order of ``latents``, then of ``sources``, then by rank.
+    """
+    columns = ["latent", "dataset", "rank", "image_index", "activation", "label", "path"]
+    parts = []
+    for s in latents:
+        for name, (stats, manifest) in sources.items():
+            ref = reference_images(stats, int(s), n, manifest)
+            if len(ref):
+                parts.append(ref.assign(latent=int(s), dataset=name))
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True).reindex(columns=columns)
+
+
+def query_patch(
+    labels: Sequence[str] | np.ndarray | pd.Series,
+    fractions: np.ndarray | None = None,
+    *,
+    cell_type: str = "eosinophil",
+    patch: int = 57,
+) -> tuple[int, int]:
+    """The query of Fig. 3: an image of ``cell_type`` and one of its patches.
+
+    Args:
+        labels: the label of every image (``manifest["label"]``).
+        fractions: per image, the fraction of every patch covered by the concept to query, shape
+            (n_images, grid, grid) or (n_images, grid * grid), e.g. the eosinophilic-granule
+            column of :func:`cytosae.analysis.recovery.align_patch_fractions` (ground truth of the
+            synthetic world). None: the paper's example.
+        cell_type: the label of the query image.
+        patch: the patch of the paper's example (used without ``fractions``).
+
+    Returns:
+        ``(image_index, patch_index)``: with ``fractions``, the ``cell_type`` image whose best
+        patch is the most covered, and that patch (first on ties); without, ``patch`` of the
+        first ``cell_type`` image.
+
+    Raises:
+        ValueError: when no image is labelled ``cell_type``.
+    """
+    lab = np.asarray(labels)
+    candidates = np.flatnonzero(lab == cell_type)
+    if candidates.size == 0:
+        raise ValueError(f"no image labelled {cell_type!r}")
+    if fractions is None:
+        return int(candidates[0]), int(patch)
+    f = np.asarray(fractions).reshape(lab.shape[0], -1)
+    image = int(candidates[np.argmax(f[candidates].max(1))])
+    return image, int(np.argmax(f[image]))
+
+
+def retrieval_latents(hits: pd.DataFrame, top_n: int) -> tuple[np.ndarray, bool]:
+    """The latents Fig. 3 draws from :func:`patch_latents`'s table.
+
+    Returns:
+        ``(latents, fallback)``: the latents marked ``top`` and False; or, when every active
+        latent was dropped as firing everywhere (tiny runs), the ``top_n`` most active and True.
+    """
+    top = hits.loc[hits["top"], "latent"].to_numpy()
+    if len(top):
+        return top, False
+    return hits["latent"].to_numpy()[:top_n], True
 
 
 @torch.inference_mode()

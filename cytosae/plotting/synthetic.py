@@ -172,11 +172,14 @@ def plot_cohort(
     }
 
 
-def real_eosinophil_path() -> Path | None:
-    """The real MLL23 eosinophil in ``shared/reference/images`` next to the repository, if present."""
-    base = Path(__file__).resolve().parents[3] / "shared" / "reference" / "images"
-    hits = sorted(base.glob("mll23-eosinophil-*.tif")) if base.is_dir() else []
-    return hits[0] if hits else None
+#: file name of the real MLL23 eosinophil shipped as package data (source and licence in
+#: ``cytosae/plotting/data/README.md``)
+REAL_EOSINOPHIL = "mll23-eosinophil-19-6574.PAP.PB~E.1-1232.tif"
+
+
+def real_eosinophil_path() -> Path:
+    """The real MLL23 eosinophil of the paper's Fig. 3, shipped with the package."""
+    return Path(__file__).resolve().parent / "data" / REAL_EOSINOPHIL
 
 
 def plot_realism(
@@ -185,17 +188,22 @@ def plot_realism(
     seed: int = 0,
     cell_type: str = "eosinophil",
 ) -> tuple[Sequence[Any], dict[str, Any]]:
-    """The real MLL23 eosinophil (when the file exists) beside synthetic renders at 288 px.
+    """The real MLL23 eosinophil beside synthetic renders at 288 px.
 
     Args:
         axes: the first shows the real image (or a note that it is absent), the others renders.
+        real_path: the real image; None: the one shipped with the package
+            (:func:`real_eosinophil_path`).
+        seed: seed of the renders.
+        cell_type: cell type of the renders.
     """
     from PIL import Image
 
     path = Path(real_path) if real_path is not None else real_eosinophil_path()
     real = None
-    if path is not None and path.is_file():
-        real = np.asarray(Image.open(path).convert("RGB"))
+    if path.is_file():
+        with Image.open(path) as im:
+            real = np.asarray(im.convert("RGB"))
         axes[0].imshow(real)
         axes[0].set_title("REAL MLL23 eosinophil", fontsize=9)
     else:

@@ -72,8 +72,15 @@ class LatentBrowser:
         self._show(int(self.slider.value))
         return self.widget
 
-    def render(self, latent: int) -> Any:
-        """A matplotlib Figure with the latent's reference images and statistics (pure)."""
+    def render(self, latent: int, *, tag: str | None = None) -> Any:
+        """A matplotlib Figure with the latent's reference images and statistics (pure).
+
+        Args:
+            latent: the latent drawn.
+            tag: the run's label (``Pipeline.tag()``); when given, the title ends with it in
+                parentheses and is set at the figure-title size above the images, as in the
+                saved example figure.
+        """
         from matplotlib.figure import Figure
 
         from cytosae.plotting.panels import plot_reference_images
@@ -85,11 +92,14 @@ class LatentBrowser:
         imgs = [np.asarray(self.loader(int(i))) for i in ref["image_index"]]
         titles = [f"{lab}\n{a:.3g}" for lab, a in zip(ref["label"], ref["activation"])]
         plot_reference_images(axes, imgs, titles)
-        fig.suptitle(
+        title = (
             f"latent {latent}: freq {float(st.sparsity[latent]):.3g}, mean act {float(st.mean_acts[latent]):.3g}, "
-            f"entropy {float(st.top_entropy[latent]):.2f}",
-            fontsize=9,
+            f"entropy {float(st.top_entropy[latent]):.2f}"
         )
+        if tag is None:
+            fig.suptitle(title, fontsize=9)
+        else:
+            fig.suptitle(f"{title} ({tag})", y=1.02)
         return fig
 
     def _show(self, rank: int) -> None:

@@ -20,6 +20,15 @@ class UnknownParameterError(ValueError):
     """A papermill parameter the notebook does not declare."""
 
 
+def declared_parameters(namespace: Mapping[str, Any]) -> list[str]:
+    """The parameters a notebook declares: the names annotated in its ``parameters`` cell.
+
+    Every parameter is written ``name: type = value``, which puts ``name`` into the namespace's
+    ``__annotations__``; papermill injects its values as plain assignments, which do not.
+    """
+    return sorted(namespace.get("__annotations__", {}))
+
+
 def unknown_parameters(namespace: Mapping[str, Any], declared: Iterable[str]) -> list[str]:
     """Names of plain values in ``namespace`` that are neither declared parameters nor IPython's.
 
@@ -50,23 +59,24 @@ def pin_determinism(seed: int = 0, threads: int | None = None) -> None:
     torch.manual_seed(seed)
 
 
-def setup(
-    namespace: Mapping[str, Any],
-    parameters: Iterable[str],
-    *,
-    profile: str,
-    seed: int = 0,
-    progress: bool = False,
-) -> Pipeline:
-    """Validate parameters, pin seeds/threads and return the profile's :class:`Pipeline`.
+def setup(namespace: Mapping[str, Any], *, seed: int = 0, progress: bool = False) -> Pipeline:
+    """Check the parameters, pin seeds/threads and return the profile's :class:`Pipeline`.
+
+    Call it as ``pipe = setup(globals())`` right after the parameters cell. The declared
+    parameters are the names annotated there (:func:`declared_parameters`); ``profile`` is one
+    of them, and its value (papermill's, if it injected one) names the profile.
 
     Raises:
         UnknownParameterError: when papermill injected a parameter the notebook does not declare.
+        ValueError: when the parameters cell declares no ``profile``.
     """
-    bad = unknown_parameters(namespace, parameters)
+    declared = declared_parameters(namespace)
+    if "profile" not in declared:
+        raise ValueError('the parameters cell must declare the profile: profile: str = "default"')
+    bad = unknown_parameters(namespace, declared)
     if bad:
         raise UnknownParameterError(
-            f"unknown notebook parameter(s) {bad}; this notebook declares {sorted(parameters)}"
+            f"unknown notebook parameter(s) {bad}; this notebook declares {declared}"
         )
     pin_determinism(seed)
     logging.basicConfig(level=logging.WARNING)
@@ -87,6 +97,6 @@ def setup(
             "pdf.compression": 6,
         }
     )
-    pipe = Pipeline(profile, progress=progress)
+    pipe = Pipeline(namespace["profile"], progress=progress)
     print(pipe.banner())
     return pipe

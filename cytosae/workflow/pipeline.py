@@ -143,6 +143,19 @@ class Pipeline:
             name = f"{name}_{digest(self.profile.overrides, length=8)}"
         return save_figure(fig, name, figures_dir())
 
+    def show(self, fig: Any, name: str) -> None:
+        """Save ``fig`` as :meth:`save_figure` does, then show it with ``plt.show()``.
+
+        In a notebook the inline backend displays the open pyplot figures and closes them; a
+        figure made without pyplot (``matplotlib.figure.Figure(...)``, as
+        ``LatentBrowser.render`` makes them) is saved but not displayed. Returns nothing, so a
+        call that ends a cell adds no output.
+        """
+        import matplotlib.pyplot as plt
+
+        self.save_figure(fig, name)
+        plt.show()
+
     @functools.cached_property
     def synth_root(self) -> Path:
         from cytosae.synth import write_all
