@@ -23,6 +23,7 @@
 
 # %% tags=["parameters"]
 profile: str = "default"  # smoke | default | paper
+overrides: dict = {}  # profile settings, e.g. {"sae.expansion_factor": 16} (see the README)
 
 # %%
 from cytosae.workflow.notebook import setup

@@ -27,6 +27,7 @@
 
 # %% tags=["parameters"]
 profile: str = "default"  # smoke | default | paper
+overrides: dict = {}  # profile settings, e.g. {"sae.expansion_factor": 16} (see the README)
 dataset: str = "mll23"  # which dataset's statistics to draw
 
 # %%

@@ -24,6 +24,7 @@
 
 # %% tags=["parameters"]
 profile: str = "default"  # smoke | default | paper
+overrides: dict = {}  # profile settings, e.g. {"sae.expansion_factor": 16} (see the README)
 n_show: int = 4  # latents drawn in the figure
 n_images: int = 4  # reference images per latent and dataset
 

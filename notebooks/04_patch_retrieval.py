@@ -26,6 +26,7 @@
 
 # %% tags=["parameters"]
 profile: str = "default"  # smoke | default | paper
+overrides: dict = {}  # profile settings, e.g. {"sae.expansion_factor": 16} (see the README)
 top_n: int = 2  # latents kept
 max_patch_frequency: float = (
     0.1  # drop latents firing on more than this fraction of the dataset's patches

@@ -25,6 +25,7 @@
 
 # %% tags=["parameters"]
 profile: str = "default"  # smoke | default | paper
+overrides: dict = {}  # profile settings, e.g. {"sae.expansion_factor": 16} (see the README)
 variant: str = "paper"  # "paper" (mean over images) or "official" (the code's counts / 49152)
 
 # %%

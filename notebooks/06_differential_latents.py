@@ -23,6 +23,7 @@
 
 # %% tags=["parameters"]
 profile: str = "default"  # smoke | default | paper
+overrides: dict = {}  # profile settings, e.g. {"sae.expansion_factor": 16} (see the README)
 d1: str = "CBFB_MYH11"
 d2: str = "PML_RARA"
 top_n: int = 50  # latents each way (paper: 50)

@@ -25,6 +25,7 @@
 
 # %% tags=["parameters"]
 profile: str = "default"  # smoke | default (synthetic profiles only)
+overrides: dict = {}  # profile settings, e.g. {"sae.expansion_factor": 16} (see the README)
 datasets: list = ["mll23", "bmc"]  # in-domain and out-of-domain
 max_patches: int = 50000  # seeded subsample of patches per dataset
 

@@ -7,9 +7,12 @@ import json
 import time
 from pathlib import Path
 
+from cytosae.cli.fields import add_set_argument, parse_sets
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="default", help="smoke | default | paper")
+    add_set_argument(parser)
     parser.add_argument(
         "--notebooks", type=Path, default=None, help="folder (default: ./notebooks)"
     )
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             extra[k] = json.loads(v)
         except json.JSONDecodeError:
             extra[k] = v
+    if args.overrides:
+        extra["overrides"] = parse_sets(args.overrides)
     t0 = time.perf_counter()
     try:
         times = run_notebooks(

@@ -64,7 +64,9 @@ def setup(namespace: Mapping[str, Any], *, seed: int = 0, progress: bool = False
 
     Call it as ``pipe = setup(globals())`` right after the parameters cell. The declared
     parameters are the names annotated there (:func:`declared_parameters`); ``profile`` is one
-    of them, and its value (papermill's, if it injected one) names the profile.
+    of them, and its value (papermill's, if it injected one) names the profile. An ``overrides``
+    parameter (a dict of dotted profile settings, ``{"sae.expansion_factor": 16}``) is applied
+    to the profile (:func:`cytosae.workflow.profiles.apply_overrides`).
 
     Raises:
         UnknownParameterError: when papermill injected a parameter the notebook does not declare.
@@ -97,6 +99,6 @@ def setup(namespace: Mapping[str, Any], *, seed: int = 0, progress: bool = False
             "pdf.compression": 6,
         }
     )
-    pipe = Pipeline(namespace["profile"], progress=progress)
+    pipe = Pipeline(namespace["profile"], progress=progress, overrides=namespace.get("overrides"))
     print(pipe.banner())
     return pipe
