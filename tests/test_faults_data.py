@@ -189,6 +189,7 @@ BAD_INPUTS: dict[str, str] = {
     "empty class folder": "no rows, warning",
     "empty root": "exit 2: expected <layout>, found an empty folder",
     "images in _groundtruth/ of a dataset layout": "ignored, counted in a log line",
+    "hehr metadata.csv symlinked from outside": "not read, listed; disease from the folder",
     "csv: absolute path /etc/hostname": "skipped: path outside the dataset root",
     "csv: ../outside/secret.tif": "skipped: outside the root (read with --allow-outside-root)",
     "csv: symlink to outside": "skipped: path outside the dataset root",
