@@ -216,7 +216,11 @@ def test_imagefolder_and_csv(tmp_path: Path) -> None:
             "patient": ["p1", ""],
         }
     ).to_csv(csv_dir / "m.csv", index=False)
-    man = load_manifest("csv", csv_dir / "m.csv")
+    # both paths lie outside the CSV's folder (the dataset root of a csv manifest): refused
+    # unless asked for
+    with pytest.raises(DatasetLayoutError, match="outside the dataset root"):
+        load_manifest("csv", csv_dir / "m.csv")
+    man = load_manifest("csv", csv_dir / "m.csv", allow_outside_root=True)
     _check_columns(man)
     assert list(man["path"]) == [str(root / "cat" / "a.png"), str(root / "dog" / "c.tif")]
     assert list(man["label"]) == ["x", "y"] and list(man["patient"]) == ["p1", ""]

@@ -19,7 +19,7 @@ from cytosae.model.backbone import BackboneConfig, load_backbone, preprocess
 from cytosae.store.reader import TokenStore
 
 
-def _img(path: Path, seed: int, mode: str = "RGB", size: int = 12) -> None:
+def _img(path: Path, seed: int, mode: str = "RGB", size: int = 16) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     if mode == "I;16":
@@ -161,10 +161,13 @@ def test_cli_extract_each_layout(
     assert got == expected
     assert set(store.manifest["dataset"]) == {kind}
     assert store.is_random_init and store.n_images == len(expected)
-    assert store.metadata["n_skipped"] == (1 if kind == "mll23" else 0)
+    assert store.metadata["n_skipped"] == (1 if kind in ("mll23", "bmc") else 0)
     if kind == "mll23":
         assert store.skipped["image_id"].tolist() == ["myeloblast/myeloblast/m3"]
         assert "zero-byte" in store.skipped["reason"].iloc[0]
+    if kind == "bmc":  # refused by the adapter, listed in skipped.csv all the same
+        assert store.skipped["image_id"].tolist() == ["MYB/0006/MYB_05527"]
+        assert "known broken" in store.skipped["reason"].iloc[0]
     # random access by image gives the backbone's tokens for that very file (float16 storage)
     model = load_backbone(BackboneConfig(arch="tiny-test", init_seed=3))
     i = len(expected) - 1

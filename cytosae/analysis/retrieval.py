@@ -57,12 +57,15 @@ def patch_cell(patch_index: int, grid: int = GRID) -> tuple[int, int]:
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Open an image as RGB (``store.manifest["path"]``)."""
+    """Open an image as RGB (``store.manifest["path"]``) exactly as the extraction read it
+    (:func:`cytosae.data.imageio.read_rgb`: EXIF orientation applied, 16-bit scaled), so that
+    patch maps line up with the tokens."""
+    from cytosae.data.imageio import ImageReadError, read_rgb
+
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except OSError as exc:
-        raise ValueError(f"could not open image {path}: {exc}") from exc
+        return read_rgb(path)
+    except ImageReadError as exc:
+        raise ValueError(f"could not open image {path}: {exc.reason}") from exc
 
 
 @torch.inference_mode()

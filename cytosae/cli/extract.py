@@ -25,6 +25,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runs", type=Path, default=None, help="cache root (default $CYTOSAE_RUNS or <repo>/runs)"
     )
+    parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="follow symlinks and read csv paths that lead outside the dataset root (by default "
+        "they are refused and listed in skipped.csv)",
+    )
     add_config_arguments(parser.add_argument_group("backbone"), BackboneConfig)
     add_config_arguments(
         parser.add_argument_group("extraction"),
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         and "LOCAL_RANK" in os.environ
     ):
         args.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # one GPU per torchrun process
-    manifest = load_manifest(args.dataset, args.root)
+    manifest = load_manifest(args.dataset, args.root, allow_outside_root=args.allow_outside_root)
     bb = config_from_args(BackboneConfig, args)
     cfg = config_from_args(ExtractConfig, args)
     runs = args.runs if args.runs is not None else runs_root()
@@ -80,4 +86,16 @@ def run(args: argparse.Namespace) -> int:
         f"{store.n_images} images x {store.n_tokens} tokens x {store.d_model} ({weights}), "
         f"{store.metadata['n_skipped']} skipped"
     )
+    _print_skipped(store)
     return 0
+
+
+def _print_skipped(store, limit: int = 10) -> None:
+    """The first ``limit`` skipped files and their reasons (all are in ``skipped.csv``)."""
+    sk = store.skipped
+    for path, reason in zip(sk["path"][:limit], sk["reason"][:limit]):
+        print(f"  skipped {path}: {reason}")
+    if len(sk) > limit:
+        print(f"  ... and {len(sk) - limit} more")
+    if len(sk):
+        print(f"  (all listed in {store.path / 'skipped.csv'})")

@@ -34,6 +34,7 @@ from PIL import Image
 from torch import nn
 
 from cytosae.config import JsonConfig, digest
+from cytosae.data.imageio import DECODE_RULES
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,9 @@ PREPROCESSING: dict[str, Any] = {
     "to_tensor": "uint8/255",
     "mean": list(IMAGENET_MEAN),
     "std": list(IMAGENET_STD),
+    # how files become RGB before all this (EXIF orientation, 16-bit, formats, minimum size):
+    # part of every store key, so a change of the rules never reuses tokens made under others
+    "decode": DECODE_RULES,
 }
 
 
@@ -215,7 +219,46 @@ def resolve_weights(weights: str) -> str:
     return weights
 
 
+# sentences of torch's unpickling errors that advise loading the file unsafely (re-running with
+# ``weights_only=False``, allow-listing globals): never passed on to the user
+_UNSAFE_ADVICE = (
+    "weights_only",
+    "safe_globals",
+    "add_safe_globals",
+    "trusted source",
+    "arbitrary code",
+    "file an issue",
+    "check the documentation",
+    "check the recommended steps",
+    "you have two options",
+    "pytorch.org/docs",
+    "weights only load failed",
+)
+
+
+def _safe_detail(exc: BaseException) -> str:
+    """The factual part of a load error (what was refused), without torch's advice to load the
+    file unsafely."""
+    text = str(exc).replace("WeightsUnpickler error:", "\n")
+    parts = []
+    for line in text.replace(". ", ".\n").splitlines():
+        line = line.strip()
+        if line and not any(a in line.lower() for a in _UNSAFE_ADVICE):
+            parts.append(line)
+    detail = " ".join(parts).strip() or type(exc).__name__
+    return detail[:500]
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, read without running any code from it.
+
+    ``.pth``/``.pt`` files (zip or legacy torch format) are read by torch's restricted
+    unpickler (``weights_only``): a file whose pickle names anything but tensors and plain
+    containers is refused before anything in it runs, and the error never suggests loading it
+    unrestricted.
+    """
+    import pickle
+
     expected = (
         "a DinoBloom checkpoint: torch.save({'teacher': {'backbone.*': ...}}) as .pth, "
         "or a .safetensors file of the backbone"
@@ -229,10 +272,18 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             obj: Any = load_file(str(path), device="cpu")
         else:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt zip, pickle refused, truncated, ...
+    except pickle.UnpicklingError as exc:
         raise BackboneWeightsError(
-            f"could not read {path} as {expected}: {type(exc).__name__}: {exc}"
-        ) from exc
+            f"could not read {path}: refused, it is not a plain tensor checkpoint that can be read "
+            f"without running code from it ({_safe_detail(exc)}). A weights file needs nothing "
+            "more, so this one is damaged, in another format, or not what it claims to be; "
+            "cytosae never unpickles arbitrary objects. Get the published file again "
+            f"(expected {expected})"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - corrupt zip, truncated, not a torch file, ...
+        raise BackboneWeightsError(
+            f"could not read {path} as {expected}: {type(exc).__name__}: {_safe_detail(exc)}"
+        ) from None
     if isinstance(obj, dict) and "teacher" in obj and isinstance(obj["teacher"], dict):
         obj = obj["teacher"]
     elif isinstance(obj, dict):

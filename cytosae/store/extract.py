@@ -14,6 +14,7 @@ shard writer thread (:mod:`cytosae.store.writer`); this module plans the shards 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +28,8 @@ import torch
 
 from cytosae.atomic import is_complete
 from cytosae.config import JsonConfig
-from cytosae.data.imageio import ALPHA_MODES, ImageReadError
+from cytosae.data.adapters import is_deliberate_skip
+from cytosae.data.imageio import ALPHA_MODES, UnreadableImagesError
 from cytosae.hardware import (
     available_cpus,
     check_device_name,
@@ -38,10 +40,14 @@ from cytosae.hardware import (
 from cytosae.model.backbone import BackboneConfig, HookedBackbone, load_backbone
 from cytosae.store.device import HostCopy, forward_to_host, strict_fp32
 from cytosae.store.layout import (
+    INPUT_MANIFEST,
+    INPUT_SKIPPED,
+    REQUEST,
     build_request,
     finalize_store,
     prepare_folder,
     shard_done,
+    shard_path,
     shard_rows,
     store_folder,
 )
@@ -64,8 +70,11 @@ class ExtractConfig(JsonConfig):
         device: ``auto`` (cuda if available) | ``cpu`` | ``cuda`` | ``cuda:N``.
         precision: ``auto`` (bf16 only where the hardware runs it fast: CUDA with bf16, or a
             CPU with AMX / AVX512-BF16) | ``fp32`` | ``bf16`` (part of the store key).
-        strict: raise :class:`~cytosae.data.imageio.ImageReadError` on an unreadable image
-            instead of skipping and listing it.
+        strict: fail instead of skipping and listing unusable images: the run raises
+            :class:`~cytosae.data.imageio.UnreadableImagesError` naming every one of them (files
+            the adapter refused, except the deliberate ones, before anything is computed;
+            unreadable images at the end of the run, whose shards are then not written while
+            every other shard is; the skipped images of a store it would reuse, at once).
         alpha: ``drop`` (= ``convert("RGB")``, official) | ``white`` (part of the store key).
         num_threads: torch intra-op threads during extraction; 0 = all available cores.
         rank, world_size: this process's share of the shards (``k % world_size == rank``).
@@ -166,6 +175,8 @@ class _ShardAssembler:
         shard_size: images per shard (``first_row // shard_size`` is a batch's shard).
         shape_TD: the tokens' shape per image, for a shard without readable images.
         on_batch: called with the number of images of each collected batch (progress).
+        strict: a shard with a skipped image is not written (strict mode: it is computed again
+            once its files are fixed); ``bad`` collects the skipped rows either way.
     """
 
     def __init__(
@@ -176,8 +187,10 @@ class _ShardAssembler:
         shard_size: int,
         shape_TD: tuple[int, int],
         on_batch: Callable[[int], None],
+        strict: bool = False,
     ) -> None:
         self._folder, self._writer, self._on_batch = folder, writer, on_batch
+        self._strict = strict
         self._rows_in_shard, self._shard_size, self._shape_TD = rows_in_shard, shard_size, shape_TD
         self._in_flight: _InFlight | None = None
         self._k: int | None = None
@@ -186,6 +199,9 @@ class _ShardAssembler:
         self._skipped: list[list[Any]] = []
         self._seen = 0
         self.n_skipped = 0
+        self.bad: list[tuple[int, str]] = []  # (input row, reason) of every skipped image
+        self.written = 0  # shards handed to the writer
+        self.withheld: list[int] = []  # strict: shards not written because of a skipped image
 
     def add(self, item: _InFlight) -> None:
         """Collect the batch in flight, then keep ``item`` in flight."""
@@ -204,6 +220,7 @@ class _ShardAssembler:
             self._k, self._tokens, self._rows, self._skipped, self._seen = k, [], [], [], 0
         self._skipped.extend(item.skipped)
         self.n_skipped += len(item.skipped)
+        self.bad.extend((int(r), str(reason)) for r, reason in item.skipped)
         if item.tokens is not None:
             tokens_BTD = item.tokens.result()
             if tokens_BTD is None:
@@ -215,6 +232,9 @@ class _ShardAssembler:
         self._seen += item.n
         self._on_batch(item.n)
         if self._seen == self._rows_in_shard[k]:
+            if self._strict and self._skipped:
+                self.withheld.append(k)
+                return
             tokens_NTD = (
                 np.concatenate(self._tokens)
                 if self._tokens
@@ -223,19 +243,65 @@ class _ShardAssembler:
             self._writer.put(
                 k, tokens_NTD, {"shard": k, "rows": self._rows, "skipped": self._skipped}
             )
+            self.written += 1
 
 
-def _skipped_rows(
-    skipped: list[tuple[int, str]], paths: list[str], strict: bool
-) -> list[list[Any]]:
-    """``[row, reason]`` of a batch's unreadable images, each logged (``strict``: raise)."""
+def _skipped_rows(skipped: list[tuple[int, str]], paths: list[str]) -> list[list[Any]]:
+    """``[row, reason]`` of a batch's unreadable images, each logged."""
     out = []
     for row, reason in skipped:
-        if strict:
-            raise ImageReadError(paths[row], reason)
-        log.warning("skipping unreadable image %s: %s", paths[row], reason)
+        log.warning("skipping image %s: %s", paths[row], reason)
         out.append([int(row), reason])
     return out
+
+
+def _strict_check_inputs(refused: list[tuple[str, str]]) -> None:
+    """Strict mode: the files the adapter refused (except the deliberate ones) are an error."""
+    bad = [(p, r) for p, r in refused if not is_deliberate_skip(r)]
+    if bad:
+        raise UnreadableImagesError(
+            bad,
+            "They were refused while reading the dataset folder; nothing was computed. Fix or "
+            "remove them (--allow-outside-root where paths outside the root are meant), or run "
+            "without --strict to skip them and list them in skipped.csv.",
+            what=f"{len(bad)} file(s) of the dataset cannot be used",
+        )
+
+
+def _strict_check_reused(folder: Path, paths: list[str], n_shards: int) -> None:
+    """Strict mode: the shards already on disk (a store it would reuse or resume) must not list
+    skipped images."""
+    bad: list[tuple[str, str]] = []
+    shards: list[str] = []
+    for k in range(n_shards):
+        if not shard_done(folder, k):
+            continue
+        info = json.loads(shard_path(folder, k, "json").read_text())
+        if info["skipped"]:
+            shards.append(shard_path(folder, k, "json").name)
+            bad.extend((paths[int(r)], str(reason)) for r, reason in info["skipped"])
+    if bad:
+        done = "store" if is_complete(folder) else "partial store"
+        raise UnreadableImagesError(
+            bad,
+            f"The {done} {folder}, which this run would reuse, was computed without --strict and "
+            f"skipped them ({len(shards)} shard(s): {', '.join(shards[:5])}"
+            f"{' ...' if len(shards) > 5 else ''}). Delete the folder (or those shards) to "
+            "compute it again in strict mode, or run without --strict.",
+            what=f"{len(bad)} image(s) of the store it would reuse were skipped",
+        )
+
+
+def _discard_unstarted(folder: Path) -> None:
+    """Remove a folder this call prepared when not one shard reached it (a refused run leaves
+    no half-made store behind)."""
+    if any(folder.glob("shard_*.json")):
+        return
+    for name in (REQUEST, INPUT_SKIPPED, INPUT_MANIFEST):
+        with suppress(OSError):
+            (folder / name).unlink(missing_ok=True)
+    with suppress(OSError):
+        folder.rmdir()
 
 
 def _ready_model(
@@ -283,14 +349,17 @@ def extract_rank(
     Returns:
         The store folder (complete or not).
     """
+    refused = list(manifest.attrs.get("skipped") or [])
     manifest = manifest.reset_index(drop=True)
     device = resolve_device(cfg.device)
     request = _request(manifest, backbone, cfg, device)
     folder = store_folder(runs_root, request["store_key"])
+    if cfg.strict:
+        _strict_check_inputs(refused)
+        _strict_check_reused(folder, manifest["path"].astype(str).tolist(), request["n_shards"])
     if is_complete(folder):
         log.info("token store %s is complete; reusing it", folder)
         return folder
-    prepare_folder(folder, request, manifest)
     mine = range(cfg.rank, request["n_shards"], cfg.world_size)
     todo = [k for k in mine if not shard_done(folder, k)]
     if todo:
@@ -302,20 +371,28 @@ def extract_rank(
                 len(todo),
                 cfg.rank,
             )
-        precision = request["precision"]
-        model = _ready_model(model, backbone, request, device, precision)
-        _compute_shards(
-            folder,
-            manifest,
-            todo,
-            model,
-            backbone,
-            cfg,
-            device=device,
-            precision=precision,
-            progress=progress,
-            on_shard_written=on_shard_written,
-        )
+        # the backbone is loaded before the folder is made: refused weights leave nothing behind
+        model = _ready_model(model, backbone, request, device, request["precision"])
+    created = not (folder / REQUEST).is_file()
+    prepare_folder(folder, request, manifest)
+    if todo:
+        try:
+            _compute_shards(
+                folder,
+                manifest,
+                todo,
+                model,
+                backbone,
+                cfg,
+                device=device,
+                precision=request["precision"],
+                progress=progress,
+                on_shard_written=on_shard_written,
+            )
+        except BaseException:
+            if created and cfg.world_size == 1:
+                _discard_unstarted(folder)
+            raise
     finalize_store(folder)
     return folder
 
@@ -371,11 +448,16 @@ def _compute_shards(
         cfg.shard_size,
         (model.n_tokens, model.d_model),
         on_batch=bar.update,
+        strict=cfg.strict,
     )
+    notes: list[tuple[str, str]] = []
     try:
         with torch.inference_mode(), strict_fp32(precision == "fp32"):
             for batch in loader:
-                skipped = _skipped_rows(batch["skipped"], paths, cfg.strict)
+                skipped = _skipped_rows(batch["skipped"], paths)
+                for row, note in batch["notes"]:
+                    log.info("%s: %s", paths[row], note)
+                    notes.append((paths[row], note))
                 pixels = batch["pixels"]
                 tokens = (
                     None if pixels is None else forward_to_host(model, pixels, device, precision)
@@ -395,6 +477,28 @@ def _compute_shards(
         bar.close()
         torch.set_num_threads(prev_threads)
     dt = time.perf_counter() - t0
+    if notes:
+        log.warning(
+            "%d image(s) kept with an extreme aspect ratio, squashed by the square resize: %s%s",
+            len(notes),
+            "; ".join(f"{p}: {n}" for p, n in notes[:3]),
+            " ..." if len(notes) > 3 else "",
+        )
+    if cfg.strict and shards.bad:
+        kept = (
+            f"{shards.written} completed shard(s) without them were written to {folder} and "
+            "are kept"
+            if shards.written
+            else "every shard of this run holds one of them"
+        )
+        raise UnreadableImagesError(
+            [(paths[r], reason) for r, reason in shards.bad],
+            f"Strict mode writes no shard that holds one of them ({len(shards.withheld)} "
+            f"shard(s) not written); {kept}. Fix or remove these files and run again (only the "
+            "missing shards are computed), or run without --strict to skip them and list them "
+            "in skipped.csv.",
+            what=f"{len(shards.bad)} image(s) cannot be read",
+        )
     log.info(
         "rank %d: %d image(s) in %.1f s (%.2f img/s), %d skipped",
         cfg.rank,
@@ -422,7 +526,9 @@ def extract_tokens(
 
     Raises:
         IncompleteStoreError: other ranks' shards are still missing.
-        ImageReadError: an unreadable image with ``cfg.strict``.
+        UnreadableImagesError: unusable images with ``cfg.strict`` (a ``ValueError`` and an
+            :class:`~cytosae.data.imageio.ImageReadError`; names every one, see
+            :class:`ExtractConfig`).
     """
     folder = extract_rank(
         manifest,

@@ -9,7 +9,8 @@ the folder ``<runs_root>/tokens/<key>/`` holding::
     shard_00000.json       which input rows that shard holds, and which were skipped (why)
     ...
     manifest.csv           the images actually extracted; row i = image i of the store
-    skipped.csv            image_id, path, reason of unreadable images
+    input_skipped.csv      image_id, path, reason of files the adapter refused (if any)
+    skipped.csv            image_id, path, reason of unreadable images, then of refused files
     metadata.json          schema version, backbone, layer, preprocessing, sizes, digests
     COMPLETE               the project-wide completion marker (cytosae.atomic), written last
 
@@ -31,7 +32,7 @@ import pandas as pd
 
 from cytosae.atomic import atomic_open, atomic_write_text, is_complete, mark_complete
 from cytosae.config import digest
-from cytosae.data.adapters import MANIFEST_COLUMNS, manifest_digest
+from cytosae.data.adapters import MANIFEST_COLUMNS, manifest_digest, skipped_table
 from cytosae.model.backbone import ARCHS, PREPROCESSING, BackboneConfig, weights_digest_for
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ REQUEST = "request.json"
 INPUT_MANIFEST = "input_manifest.csv"
 MANIFEST = "manifest.csv"
 SKIPPED = "skipped.csv"
+INPUT_SKIPPED = "input_skipped.csv"  # files the adapter refused (manifest.attrs["skipped"])
 METADATA = "metadata.json"
 
 
@@ -124,6 +126,11 @@ def build_request(
         "dtype": "float16",
         "shard_size": shard_size,
     }
+    # files the adapter refused end up in skipped.csv, so they are part of the key (only when
+    # there are any: stores of manifests without refusals keep their keys)
+    refused = skipped_table(manifest)
+    if len(refused):
+        key_inputs["input_skipped_digest"] = hashlib.sha256(csv_text(refused).encode()).hexdigest()
     key = digest("token-store", key_inputs, length=16)
     return dict(
         key_inputs,
@@ -166,6 +173,9 @@ def prepare_folder(folder: Path, request: dict[str, Any], manifest: pd.DataFrame
             folder / INPUT_MANIFEST,
             csv_text(manifest.loc[:, list(MANIFEST_COLUMNS)].astype(str)),
         )
+        refused = skipped_table(manifest)
+        if len(refused):
+            atomic_write_text(folder / INPUT_SKIPPED, csv_text(refused))
         atomic_write_text(req_path, req_text)
 
 
@@ -222,6 +232,9 @@ def finalize_store(folder: str | Path) -> bool:
             "reason": [reason for _, reason in skipped],
         }
     )
+    if (folder / INPUT_SKIPPED).is_file():
+        refused = pd.read_csv(folder / INPUT_SKIPPED, dtype=str, keep_default_na=False)
+        sk_df = pd.concat([sk_df, refused.loc[:, list(sk_df.columns)]], ignore_index=True)
     meta = dict(request)
     meta.update(
         {

@@ -1,4 +1,9 @@
-"""The decoding side of extraction: images to uint8 pixel batches, in DataLoader workers."""
+"""The decoding side of extraction: images to uint8 pixel batches, in DataLoader workers.
+
+Each image is read by :func:`cytosae.data.imageio.try_read_rgb` (formats, checks, conversions)
+and then checked by :func:`cytosae.data.imageio.geometry_check`: an image smaller than one patch
+is skipped with its reason, an extreme aspect ratio is kept and reported as a note.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cytosae.data.imageio import try_read_rgb
+from cytosae.data.imageio import geometry_check, try_read_rgb
 from cytosae.hardware import available_cpus
 from cytosae.model.backbone import resize_224, to_uint8_chw
 
@@ -23,19 +28,23 @@ class _ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str, str]:
         img, reason = try_read_rgb(self.paths[i], alpha=self.alpha)
         if img is None:
-            return i, None, reason
-        return i, to_uint8_chw(resize_224(img, self.img_size)), ""
+            return i, None, reason, ""
+        reason, note = geometry_check(img.width, img.height)
+        if reason:
+            return i, None, reason, ""
+        return i, to_uint8_chw(resize_224(img, self.img_size)), "", note
 
 
-def _collate(items: list[tuple[int, torch.Tensor | None, str]]) -> dict[str, Any]:
-    kept = [(i, t) for i, t, _ in items if t is not None]
+def _collate(items: list[tuple[int, torch.Tensor | None, str, str]]) -> dict[str, Any]:
+    kept = [(i, t) for i, t, _, _ in items if t is not None]
     return {
         "rows": [i for i, _ in kept],
         "pixels": torch.stack([t for _, t in kept]) if kept else None,
-        "skipped": [(i, r) for i, t, r in items if t is None],
+        "skipped": [(i, r) for i, t, r, _ in items if t is None],
+        "notes": [(i, n) for i, t, _, n in items if t is not None and n],
     }
 
 
@@ -64,11 +73,13 @@ def image_loader(
     workers: int = 0,
     device: torch.device | str = "cpu",
 ) -> DataLoader:
-    """The decoding half of extraction: batches of ``{"rows", "pixels" (B, 3, S, S) uint8, "skipped"}``.
+    """The decoding half of extraction: batches of
+    ``{"rows", "pixels" (B, 3, S, S) uint8, "skipped", "notes"}``.
 
-    ``batches`` lists the row indices of each batch; unreadable images come back in
-    ``skipped`` as ``(row, reason)``; ``pixels`` is None when no image of the batch was
-    readable. Used by :func:`cytosae.store.extract.extract_rank` and the benchmark.
+    ``batches`` lists the row indices of each batch; unreadable (or too small) images come back
+    in ``skipped`` as ``(row, reason)``; ``pixels`` is None when no image of the batch was
+    readable; ``notes`` lists ``(row, warning)`` of kept images with an extreme aspect ratio.
+    Used by :func:`cytosae.store.extract.extract_rank` and the benchmark.
     """
     return DataLoader(
         _ImageDataset(paths, img_size, alpha),
