@@ -28,6 +28,7 @@ import dataclasses
 import json
 import logging
 import math
+import zipfile
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,11 +38,12 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from cytosae.atomic import COMPLETE, atomic_dir, is_complete, mark_complete
 from cytosae.config import JsonConfig
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EncodeConfig", "LatentStats", "encode_pass", "label_entropy"]
+__all__ = ["EncodeConfig", "LatentStats", "check_save_target", "encode_pass", "label_entropy"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,17 +124,19 @@ class LatentStats:
         return out
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``arrays.npz``, ``counts.npz`` (scipy sparse) and ``meta.json``; no pickle."""
+        """Write ``arrays.npz``, ``counts.npz`` (scipy sparse), ``meta.json`` and the completion
+        marker; no pickle.
+
+        The folder is written whole into a temporary sibling and swapped into place
+        (:func:`cytosae.atomic.atomic_dir`): a kill or a full disk leaves the previous result as
+        it was, never a mixture. An existing ``folder`` is replaced, so it must be empty or hold
+        an earlier result (other files are refused: a wrong ``--out`` never deletes them).
+        """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        check_save_target(folder)
         arrays = {k: getattr(self, k) for k in self._ARRAYS}
         if self.top_labels is not None:
             arrays["top_labels"] = self.top_labels
-        np.savez(folder / "arrays.npz", **arrays)
-        if self.counts is not None:
-            sp.save_npz(folder / "counts.npz", self.counts.tocsr(), compressed=True)
-        elif (folder / "counts.npz").exists():
-            (folder / "counts.npz").unlink()
         info = {
             "label_names": list(self.label_names),
             "dataset": self.dataset,
@@ -140,22 +144,38 @@ class LatentStats:
             "meta": self.meta,
             "format": 1,
         }
-        (folder / "meta.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        with atomic_dir(folder) as tmp:
+            np.savez(tmp / "arrays.npz", **arrays)
+            if self.counts is not None:
+                sp.save_npz(tmp / "counts.npz", self.counts.tocsr(), compressed=True)
+            (tmp / "meta.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+            mark_complete(tmp, {"format": 1})
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> LatentStats:
+        """Read a folder written by :meth:`save`; a folder without the completion marker (an
+        interrupted write, or one from a cytosae that wrote in place) is refused."""
         folder = Path(folder)
+        if folder.is_dir() and (folder / "meta.json").is_file() and not is_complete(folder):
+            raise ValueError(
+                f"could not read LatentStats from {folder}: it has no {COMPLETE} marker, so it "
+                "may mix the arrays of two runs (an interrupted write, or a folder written in "
+                "place by an older cytosae); compute it again (cytosae latents)"
+            )
         try:
             info = json.loads((folder / "meta.json").read_text())
             with np.load(folder / "arrays.npz", allow_pickle=False) as z:
                 arrays = {k: z[k] for k in cls._ARRAYS}
                 top_labels = z["top_labels"] if "top_labels" in z.files else None
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ValueError(f"could not read LatentStats from {folder}: {exc}") from exc
         counts = None
         if (folder / "counts.npz").exists():
-            counts = sp.load_npz(folder / "counts.npz").tocsr()
+            try:
+                counts = sp.load_npz(folder / "counts.npz").tocsr()
+            except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+                raise ValueError(f"could not read {folder / 'counts.npz'}: {exc}") from exc
         return cls(
             **arrays,
             counts=counts,
@@ -165,6 +185,69 @@ class LatentStats:
             meta=info.get("meta", {}),
             top_labels=top_labels,
         )
+
+
+#: the files :meth:`LatentStats.save` writes (a folder holding others is not replaced)
+_SAVED_FILES = frozenset({"arrays.npz", "counts.npz", "meta.json", COMPLETE})
+
+
+def check_save_target(folder: str | Path) -> None:
+    """Refuse a ``folder`` that :meth:`LatentStats.save` must not replace: one holding files
+    other than an earlier result (a wrong ``--out`` must never delete them), or a file."""
+    folder = Path(folder)
+    if folder.is_dir():
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in _SAVED_FILES)
+        if foreign:
+            raise ValueError(
+                f"{folder} holds files that are not a LatentStats result ({foreign[:5]}); it "
+                "would be replaced as a whole: write to a new or empty folder"
+            )
+    elif folder.exists():
+        raise ValueError(f"{folder} exists and is not a folder")
+
+
+def _check_inputs(sae: Any, store: Any, top_k: int) -> None:
+    """Refuse an SAE whose width does not match the store, or whose parameters are not finite;
+    warn when ``top_k`` exceeds the number of images (the extra slots stay -1)."""
+    d_in = getattr(getattr(sae, "cfg", None), "d_in", None)
+    d_model = getattr(store, "d_model", None)
+    if d_in is not None and d_model is not None and int(d_in) != int(d_model):
+        raise ValueError(
+            f"the SAE reads tokens of width d_in={d_in} but the token store "
+            f"{getattr(store, 'path', '')} holds width d_model={d_model}: use the SAE trained on "
+            "tokens of this backbone and layer"
+        )
+    if hasattr(sae, "named_parameters"):
+        for name, p in sae.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise ValueError(f"the SAE's parameter {name} holds NaN or inf values")
+    n = int(getattr(store, "n_images", 0))
+    if top_k > n:
+        log.warning(
+            "top_k=%d exceeds the %d image(s) of the store: each latent keeps at most %d "
+            "reference image(s), the other slots are -1",
+            top_k,
+            n,
+            n,
+        )
+
+
+def _nonfinite_message(store: Any, idx: Any, x_BTD: torch.Tensor) -> str:
+    bad = (~torch.isfinite(x_BTD)).flatten(1).any(1).nonzero().flatten().cpu().numpy()
+    rows = np.asarray(idx, dtype=np.int64)[bad]
+    man = getattr(store, "manifest", None)
+    ids = (
+        [str(man["image_id"].iloc[int(r)]) for r in rows[:5]]
+        if man is not None and "image_id" in man
+        else []
+    )
+    where = getattr(store, "path", "")
+    return (
+        f"non-finite token values in {len(rows)} image(s) of the token store {where}: "
+        f"store rows {rows[:5].tolist()}"
+        + (f" (image_id {ids})" if ids else "")
+        + "; the store is damaged: recompute it"
+    )
 
 
 def label_entropy(
@@ -227,6 +310,7 @@ def encode_pass(
         except (AttributeError, StopIteration):
             device = torch.device("cpu")
     dev = torch.device(device)
+    _check_inputs(sae, store, top_k)
     manifest: pd.DataFrame = store.manifest
     label_col = manifest["label"].astype(str) if "label" in manifest else pd.Series([""] * n_images)
     label_names = tuple(sorted(label_col.unique()))
@@ -253,7 +337,10 @@ def encode_pass(
     bar = tqdm(total=n_images, desc="encode pass", unit="img", disable=not progress)
     for idx, tokens_BTD in store.iter_images(batch_images):
         idx_t = torch.as_tensor(np.asarray(idx, dtype=np.int64), device=dev)
-        f_BTS = sae.encode(tokens_BTD.to(dev, torch.float32, non_blocking=True)).float()
+        x_BTD = tokens_BTD.to(dev, torch.float32, non_blocking=True)
+        if not bool(torch.isfinite(x_BTD).all()):
+            raise ValueError(_nonfinite_message(store, idx, x_BTD))
+        f_BTS = sae.encode(x_BTD).float()
         B, T = f_BTS.shape[0], f_BTS.shape[1]
         if f_BTS.min() < 0:  # generic encoders: only positive activations count as firing
             f_BTS = f_BTS.clamp(min=0)

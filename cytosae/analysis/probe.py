@@ -11,7 +11,14 @@ training fold only). BLAS/OpenMP threads are pinned to one (threadpoolctl) durin
 numbers reproduce exactly across machines with the same library versions.
 
 Threshold sweep (Fig. 4A): latents with ``log10(mean act) <= t`` (or NaN mean act) are set to zero
-before classification; the number kept is reported.
+before classification; the number kept is reported. A threshold that keeps no latent leaves
+all-zero features, whose "F1" is that of a constant prediction (chance), not of the probe: the
+sweep warns and lists such thresholds in ``df.attrs["thresholds_without_latents"]``
+(``empty="drop"`` leaves their rows out, ``empty="raise"`` refuses them); :func:`confusion_at`
+warns about one (its ``n_latents_kept`` is 0).
+
+Inputs are checked first: ``X`` two-dimensional and finite with one row per label, at least two
+classes, every class present in every training fold (the error names a missing class).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cytosae.analysis.thresholds import above_threshold
+from cytosae.analysis.thresholds import above_threshold, check_threshold
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +98,14 @@ def cross_validate(
 
     X = np.asarray(X, dtype=np.float64)
     y_arr = np.asarray([str(v) for v in y])
+    _check_xy(X, y_arr)
     classes, per_class = np.unique(y_arr, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"the probe needs at least 2 classes, the labels hold only {[str(c) for c in classes]}"
+        )
+    if n_splits < 2:
+        raise ValueError(f"n_splits must be >= 2, got {n_splits}")
     k = min(n_splits, int(per_class.min()))
     if k < 2:
         raise ValueError(
@@ -109,7 +123,13 @@ def cross_validate(
     oof = np.empty(y_arr.shape[0], dtype=object)
     with pinned_threads(1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for tr, te in skf.split(X, y_arr):
+        for fold, (tr, te) in enumerate(skf.split(X, y_arr)):
+            missing = sorted(str(c) for c in set(classes) - set(y_arr[tr]))
+            if missing:
+                raise ValueError(
+                    f"training fold {fold} has no sample of class(es) {missing}: the probe cannot "
+                    "learn them; give each class at least n_splits samples"
+                )
             C = probe_C(len(np.unique(y_arr[tr])), len(tr))
             model = _model(C, standardize, max_iter).fit(X[tr], y_arr[tr])
             pred = model.predict(X[te])
@@ -123,6 +143,18 @@ def cross_validate(
         "oof_pred": oof.astype(str),
         "classes": classes,
     }
+
+
+def _check_xy(X: np.ndarray, y_arr: np.ndarray) -> None:
+    if X.ndim != 2:
+        raise ValueError(
+            f"the probe's features must be 2-D (samples, latents), got shape {X.shape}"
+        )
+    if X.shape[0] != y_arr.shape[0]:
+        raise ValueError(f"the probe got {X.shape[0]} feature rows but {y_arr.shape[0]} labels")
+    if not np.isfinite(X).all():
+        rows = np.flatnonzero(~np.isfinite(X).all(1))
+        raise ValueError(f"the probe's features hold NaN or inf values (rows {rows[:5].tolist()})")
 
 
 def _masked(X: np.ndarray, mean_acts: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
@@ -142,26 +174,59 @@ def sweep(
     standardize: bool = False,
     max_iter: int = 5000,
     progress: bool = True,
+    empty: str = "mark",
 ) -> pd.DataFrame:
     """Fig. 4A: CV weighted F1 (mean, sd) of the probe with latents below each threshold zeroed.
+
+    Args:
+        empty: what to do with a threshold that keeps no latent (its F1 is chance, not the
+            probe's): ``"mark"`` (keep the row, warn, list it in
+            ``df.attrs["thresholds_without_latents"]``), ``"drop"`` (leave the row out) or
+            ``"raise"``.
 
     Returns:
         DataFrame ``threshold``, ``n_latents_kept``, ``f1_mean``, ``f1_sd``.
     """
+    if empty not in ("mark", "drop", "raise"):
+        raise ValueError(f"empty must be 'mark', 'drop' or 'raise', got {empty!r}")
     X = np.asarray(barcodes, dtype=np.float64)
-    if X.shape[1] != np.asarray(mean_acts).shape[0]:
+    if X.ndim != 2 or X.shape[1] != np.asarray(mean_acts).shape[0]:
         raise ValueError(
-            f"barcodes have {X.shape[1]} latents but mean_acts has {np.asarray(mean_acts).shape[0]}"
+            f"barcodes of shape {X.shape} do not match mean_acts of "
+            f"{np.asarray(mean_acts).shape[0]} latents"
         )
+    ts = [check_threshold(t, "sweep threshold") for t in thresholds]
+    no_latents: list[float] = []
     rows = []
-    for t in tqdm(list(thresholds), desc="probe sweep", disable=not progress):
+    for t in tqdm(ts, desc="probe sweep", disable=not progress):
         Xm, kept = _masked(X, mean_acts, float(t))
+        if kept == 0:
+            if empty == "raise":
+                raise ValueError(_no_latent_message(mean_acts, t))
+            log.warning(
+                "%s; its F1 is that of a constant prediction", _no_latent_message(mean_acts, t)
+            )
+            no_latents.append(float(t))
+            if empty == "drop":
+                continue
         r = cross_validate(
             Xm, y, n_splits=n_splits, seed=seed, standardize=standardize, max_iter=max_iter
         )
         rows.append((float(t), kept, r["f1_mean"], r["f1_sd"]))
         log.info("threshold %.1f: %d latents, F1 %.3f ± %.3f", t, kept, r["f1_mean"], r["f1_sd"])
-    return pd.DataFrame(rows, columns=["threshold", "n_latents_kept", "f1_mean", "f1_sd"])
+    df = pd.DataFrame(rows, columns=["threshold", "n_latents_kept", "f1_mean", "f1_sd"])
+    df.attrs["thresholds_without_latents"] = no_latents
+    return df
+
+
+def _no_latent_message(mean_acts: np.ndarray, t: float) -> str:
+    ok = np.asarray(mean_acts, dtype=np.float64)
+    ok = ok[np.isfinite(ok) & (ok > 0)]
+    top = f"{np.log10(ok.max()):.2f}" if ok.size else "none (no latent ever fired)"
+    return (
+        f"threshold {t:g} keeps no latent (the largest log10 mean activation is {top}); "
+        "choose a lower threshold"
+    )
 
 
 def confusion_at(
@@ -184,6 +249,11 @@ def confusion_at(
     from sklearn.metrics import confusion_matrix, f1_score
 
     Xm, kept = _masked(np.asarray(barcodes, dtype=np.float64), mean_acts, threshold)
+    if kept == 0:
+        log.warning(
+            "%s; the confusion matrix is that of a constant prediction",
+            _no_latent_message(mean_acts, threshold),
+        )
     r = cross_validate(
         Xm, y, n_splits=n_splits, seed=seed, standardize=standardize, max_iter=max_iter
     )

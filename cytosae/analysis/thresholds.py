@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["above_threshold", "concept_counts", "log10_safe", "sample_latents_for_review"]
+__all__ = [
+    "above_threshold",
+    "check_threshold",
+    "concept_counts",
+    "log10_safe",
+    "sample_latents_for_review",
+]
 
 
 def log10_safe(x: np.ndarray) -> np.ndarray:
@@ -24,8 +30,20 @@ def log10_safe(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def check_threshold(threshold: float, where: str = "threshold") -> float:
+    """``threshold`` as a float; NaN (which would silently keep no latent) is an error."""
+    try:
+        t = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} must be a number (log10 mean activation), got {threshold!r}")
+    if np.isnan(t):
+        raise ValueError(f"{where} must be a number (log10 mean activation), got NaN")
+    return t
+
+
 def above_threshold(mean_acts: np.ndarray, threshold: float) -> np.ndarray:
     """Boolean mask of latents with log10(mean act) > threshold (NaN never counts)."""
+    threshold = check_threshold(threshold)
     lm = log10_safe(mean_acts)
     return np.where(np.isnan(lm), False, lm > threshold)
 
@@ -38,7 +56,7 @@ def concept_counts(
     Returns:
         DataFrame with columns ``threshold`` and ``n_concepts``.
     """
-    ts = [float(t) for t in thresholds]
+    ts = [check_threshold(t) for t in thresholds]
     return pd.DataFrame(
         {"threshold": ts, "n_concepts": [int(above_threshold(mean_acts, t).sum()) for t in ts]}
     )

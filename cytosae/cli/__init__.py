@@ -34,8 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "notebooks": ("cytosae.cli.notebooks", "run the figure notebooks headlessly with papermill"),
 }
 
-#: errors a sub-command reports as one line (exit status 2) instead of a traceback
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError)
+#: errors a sub-command reports as one line (exit status 2) instead of a traceback (``-vv``
+#: logs it): bad values, missing files, locked folders, diverged runs, a full disk (OSError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
 
 
 def _chosen(argv: Sequence[str]) -> str | None:
@@ -81,6 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("cytosae").debug("error", exc_info=True)
         print(f"cytosae {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"cytosae {args.command}: interrupted; what was finished is on disk: rerun the same "
+            "command to resume",
+            file=sys.stderr,
+        )
+        return 130
 
 
 __all__ = ["COMMANDS", "build_parser", "main"]

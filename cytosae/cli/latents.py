@@ -18,21 +18,40 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="folder written by cytosae.train.checkpoint.save_sae",
     )
     parser.add_argument("--store", required=True, type=Path, help="token store folder")
-    parser.add_argument("--out", required=True, type=Path, help="output folder for the LatentStats")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output folder for the LatentStats (replaced as a whole when the pass is done)",
+    )
     add_config_arguments(parser, EncodeConfig)
     parser.add_argument("--device", default=None, help="where to encode (default: cpu)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from cytosae.analysis.latents import encode_pass
+    from cytosae.analysis.latents import check_save_target, encode_pass
+    from cytosae.atomic import remove_stale_temps
+    from cytosae.locks import folder_lock
     from cytosae.store.reader import TokenStore
-    from cytosae.train.checkpoint import load_sae
+    from cytosae.train.checkpoint import load_sae, load_sae_config
 
     cfg = config_from_args(EncodeConfig, args)
-    sae = load_sae(args.sae)
-    if args.device:
-        sae = sae.to(args.device)
-    stats = encode_pass(sae, TokenStore(args.store), **cfg.to_dict())
-    stats.save(args.out)
+    store = TokenStore(args.store)
+    sae_cfg = load_sae_config(args.sae)  # check the widths before loading anything big
+    if sae_cfg.d_in != store.d_model:
+        raise ValueError(
+            f"the SAE {args.sae / 'cfg.json'} reads tokens of width d_in={sae_cfg.d_in}, but the "
+            f"token store {args.store / 'metadata.json'} holds width d_model={store.d_model}: "
+            "use the SAE trained on this store's backbone and layer (or the matching store)"
+        )
+    check_save_target(args.out)
+    # one writer per output folder; the result is written whole, then swapped into place
+    with folder_lock(args.out, "latents output folder"):
+        remove_stale_temps(args.out.absolute().parent, prefix=f"{args.out.absolute().name}.")
+        sae = load_sae(args.sae)
+        if args.device:
+            sae = sae.to(args.device)
+        stats = encode_pass(sae, store, **cfg.to_dict())
+        stats.save(args.out)
     print(args.out)
     return 0

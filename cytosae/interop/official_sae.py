@@ -31,6 +31,7 @@ __all__ = [
     "export_official",
     "load_official",
     "read_official",
+    "refusal_reason",
 ]
 
 OFFICIAL_MODULE = "src.sae_training.config"
@@ -105,6 +106,23 @@ def _restricted_pickle_module(source: str) -> types.ModuleType:
     return mod
 
 
+def refusal_reason(exc: BaseException) -> str:
+    """The reason of a refused or failed load in our words: torch's ``weights_only`` message
+    (which suggests loading with ``weights_only=False``, i.e. running the file's code) is cut
+    down to the global it refused. Our messages never suggest that."""
+    text = str(exc)
+    if "weights_only" not in text:
+        return text
+    import re
+
+    m = re.search(r"(?:unsupported )?GLOBAL ([\w.]+)", text, re.IGNORECASE)
+    what = f"the global {m.group(1)}" if m else "an object that is not a plain tensor"
+    return (
+        f"it holds a pickled {what}, which would run code when loaded; refused (the file is "
+        "damaged, not in the expected format, or malicious)"
+    )
+
+
 def _plain(value: Any) -> Any:
     """Convert devices and dtypes in a record to JSON-friendly strings."""
     if isinstance(value, torch.device):
@@ -133,9 +151,11 @@ def read_official(path: str | Path) -> dict[str, Any]:
             weights_only=False,
         )
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{p}: {exc}") from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"could not read authors' checkpoint {p}: {exc}") from exc
+        raise CheckpointError(f"{p}: {refusal_reason(exc)}") from exc
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"could not read authors' checkpoint {p}: {refusal_reason(exc)}"
+        ) from exc
     if not isinstance(obj, dict) or "state_dict" not in obj:
         raise CheckpointError(
             f"{p}: expected a dict with 'cfg' and 'state_dict', got {type(obj).__name__}"

@@ -34,10 +34,12 @@ REQUIRED_FILES = (
 
 
 def _load(path: Path) -> np.ndarray:
+    from cytosae.interop.official_sae import refusal_reason
+
     try:
         t = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:  # any failure: report which file it was
-        raise ValueError(f"could not read tensor file {path}: {exc}") from exc
+    except Exception as exc:  # any failure: report which file it was (never torch's hint)
+        raise ValueError(f"could not read tensor file {path}: {refusal_reason(exc)}") from exc
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{path} does not hold a tensor (got {type(t).__name__})")
     return t.detach().cpu().numpy()

@@ -16,7 +16,12 @@ All losses work on flattened token batches ``x_ND`` (N tokens, D = d_in features
 from __future__ import annotations
 
 import logging
+import math
+import numbers
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
@@ -77,10 +82,20 @@ class SAEConfig(JsonConfig):
     seed: int = 42
 
     def validate(self) -> None:
+        for name in ("d_in", "expansion_factor", "k", "dead_feature_window", "aux_k", "seed"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool):
+                raise ValueError(f"SAEConfig.{name} must be an integer, got {v!r}")  # noqa: TRY004
+        for name in ("l1_coefficient", "aux_k_coefficient"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v):
+                raise ValueError(f"SAEConfig.{name} must be a finite number, got {v!r}")
         if self.d_in <= 0:
             raise ValueError(f"SAEConfig.d_in must be > 0, got {self.d_in}")
         if self.expansion_factor <= 0:
             raise ValueError(f"SAEConfig.expansion_factor must be > 0, got {self.expansion_factor}")
+        if self.k < 0:
+            raise ValueError(f"SAEConfig.k must be >= 0, got {self.k}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"SAEConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}"
@@ -109,6 +124,10 @@ class SAEConfig(JsonConfig):
             )
         if self.aux_k < 0:
             raise ValueError(f"SAEConfig.aux_k must be >= 0, got {self.aux_k}")
+        if self.aux_k_coefficient < 0:
+            raise ValueError(
+                f"SAEConfig.aux_k_coefficient must be >= 0, got {self.aux_k_coefficient}"
+            )
 
     @property
     def d_sae(self) -> int:
@@ -134,6 +153,9 @@ class SparseAutoencoder(nn.Module):
 
     def __init__(self, cfg: SAEConfig, *, device: torch.device | str | None = None) -> None:
         super().__init__()
+        check_fits(
+            [cfg], torch.device("cpu")
+        )  # before allocating: a clear error, not the OOM killer
         self.cfg = cfg
         gen = torch.Generator().manual_seed(cfg.seed)
         w_enc = torch.empty(cfg.d_in, cfg.d_sae)
@@ -343,6 +365,123 @@ def auxk_loss(
     return (e_hat_ND - e_ND).pow(2).sum() * ddp.world_size() / denom
 
 
+# ----------------------------------------------------------------------------- memory
+_GIB = float(1 << 30)
+
+
+def memory_estimate(
+    cfg: SAEConfig, *, tokens_per_step: int = 0, training: bool = False
+) -> dict[str, int]:
+    """A lower bound of the memory an SAE needs, in bytes (float32).
+
+    ``params``: its parameters; ``state``: with ``training``, their gradients and Adam's two
+    moments (3x the parameters); ``activations``: the pre-activations and activations of one
+    step of ``tokens_per_step`` tokens (``2 * tokens * d_sae``; the real peak is higher).
+    """
+    params = 4 * (2 * cfg.d_in * cfg.d_sae + cfg.d_sae + cfg.d_in)
+    state = 3 * params if training else 0
+    acts = 2 * 4 * tokens_per_step * cfg.d_sae
+    return {"params": params, "state": state, "activations": acts, "total": params + state + acts}
+
+
+def _cgroup_free() -> int | None:
+    for limit, used in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            lim = Path(limit).read_text().strip()
+            if lim == "max" or int(lim) >= 1 << 60:
+                return None
+            return int(lim) - int(Path(used).read_text().strip())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes this process can still allocate on ``device`` (None when unknown).
+
+    CPU: ``MemAvailable`` of ``/proc/meminfo`` (or the free pages), capped by a cgroup limit;
+    CUDA: the free memory of the device (``torch.cuda.mem_get_info``).
+    """
+    if device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError, ValueError):  # pragma: no cover
+            return None
+    free: int | None = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        free = None
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover
+            return None
+    cg = _cgroup_free()
+    return min(free, cg) if cg is not None else free
+
+
+def check_fits(
+    cfgs: Sequence[SAEConfig],
+    device: torch.device,
+    *,
+    tokens_per_step: int = 0,
+    training: bool = False,
+) -> None:
+    """Refuse, before anything is allocated, SAEs that cannot fit in the memory of ``device``.
+
+    The SAEs of a sweep are held together (their parameters and, with ``training``, their
+    gradients and Adam moments), the activations of one step one SAE at a time. Only a lower
+    bound (:func:`memory_estimate`) is compared, so a refused configuration cannot fit at all.
+
+    Raises:
+        ValueError: naming the configuration, the estimate, the memory available and the fix.
+    """
+    avail = available_memory(device)
+    if avail is None or not cfgs:
+        return
+    est = [memory_estimate(c, tokens_per_step=tokens_per_step, training=training) for c in cfgs]
+    held = sum(e["params"] + e["state"] for e in est)
+    acts = max(e["activations"] for e in est)
+    if held + acts <= avail:
+        return
+    i_big = max(range(len(cfgs)), key=lambda i: cfgs[i].d_sae)
+    big = cfgs[i_big]
+    others = held - est[i_big]["params"] - est[i_big]["state"]
+    # bytes per unit of expansion factor of the largest SAE (its parameters, state, activations)
+    per_factor = big.d_in * (4 * (2 * big.d_in + 1) * (4 if training else 1) + 8 * tokens_per_step)
+    fit = int((avail - others) // per_factor) if avail > others else 0
+    what = "training " if training else ""
+    parts = f"{held / _GIB:.1f} GiB for parameters" + (
+        ", gradients and Adam moments" if training else ""
+    )
+    if acts:
+        parts += f" + {acts / _GIB:.1f} GiB of activations per step ({tokens_per_step:,} tokens)"
+    fix = (
+        f"lower expansion_factor (--expansion-factor; x{fit} would fit)"
+        if fit >= 1
+        else "use a machine with more memory"
+    )
+    if training and acts > avail - held > 0:
+        fix += " or batch_images (--batch-images)"
+    raise ValueError(
+        f"{what}{'the SAEs of a sweep, the largest' if len(cfgs) > 1 else 'an SAE'} with "
+        f"d_in={big.d_in} x expansion_factor={big.expansion_factor} (d_sae={big.d_sae:,}), "
+        f"need{'' if len(cfgs) > 1 else 's'} at least "
+        f"{(held + acts) / _GIB:.1f} GiB ({parts}) but {avail / _GIB:.1f} GiB is available on "
+        f"{device}; {fix}"
+    )
+
+
 def config_from_dict(data: dict) -> SAEConfig:
     """Build an :class:`SAEConfig` from a dict, ignoring ``schema_version``."""
     data = {k: v for k, v in data.items() if k != "schema_version"}
@@ -356,6 +495,9 @@ __all__ = [
     "SAELoss",
     "SparseAutoencoder",
     "auxk_loss",
+    "available_memory",
+    "check_fits",
     "config_from_dict",
     "ghost_grad_loss",
+    "memory_estimate",
 ]

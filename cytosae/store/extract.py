@@ -37,6 +37,7 @@ from cytosae.hardware import (
     resolve_device,
     resolve_precision,
 )
+from cytosae.locks import remove_stale_lock
 from cytosae.model.backbone import BackboneConfig, HookedBackbone, load_backbone
 from cytosae.store.device import HostCopy, forward_to_host, strict_fp32
 from cytosae.store.layout import (
@@ -44,12 +45,16 @@ from cytosae.store.layout import (
     INPUT_SKIPPED,
     REQUEST,
     build_request,
+    drop_damaged_shards,
     finalize_store,
     prepare_folder,
     shard_done,
     shard_path,
+    shard_problem,
     shard_rows,
     store_folder,
+    store_lock,
+    unmark_complete,
 )
 from cytosae.store.loader import default_workers, image_loader
 from cytosae.store.reader import IncompleteStoreError, TokenStore
@@ -114,6 +119,11 @@ class ExtractConfig(JsonConfig):
             raise ValueError(
                 f"ExtractConfig.rank/world_size: need 0 <= rank < world_size, "
                 f"got {self.rank}/{self.world_size}"
+            )
+        if not self.wait_timeout_s >= 0 or self.wait_timeout_s == float("inf"):
+            raise ValueError(
+                f"ExtractConfig.wait_timeout_s: must be a finite number of seconds >= 0, "
+                f"got {self.wait_timeout_s}"
             )
 
 
@@ -357,44 +367,68 @@ def extract_rank(
     if cfg.strict:
         _strict_check_inputs(refused)
         _strict_check_reused(folder, manifest["path"].astype(str).tolist(), request["n_shards"])
-    if is_complete(folder):
-        log.info("token store %s is complete; reusing it", folder)
-        return folder
     mine = range(cfg.rank, request["n_shards"], cfg.world_size)
-    todo = [k for k in mine if not shard_done(folder, k)]
-    if todo:
-        if len(todo) < len(mine):
-            log.info(
-                "resuming %s at shard %d (%d shard(s) left for rank %d)",
-                folder,
-                todo[0],
-                len(todo),
-                cfg.rank,
-            )
+    if is_complete(folder) and not _damaged(folder, mine):
+        log.info("token store %s is complete; reusing it", folder)
+        # the lock file a job killed after finishing left behind
+        remove_stale_lock(folder, f"rank{cfg.rank}of{cfg.world_size}.")
+        return folder
+    precision = request["precision"]
+    if any(not shard_done(folder, k) for k in mine):
         # the backbone is loaded before the folder is made: refused weights leave nothing behind
-        model = _ready_model(model, backbone, request, device, request["precision"])
+        model = _ready_model(model, backbone, request, device, precision)
     created = not (folder / REQUEST).is_file()
-    prepare_folder(folder, request, manifest)
-    if todo:
-        try:
-            _compute_shards(
+    # ---- one writer per store (each rank its own lock): fault handling, docs/token-store.md
+    folder.mkdir(parents=True, exist_ok=True)
+    with store_lock(folder, cfg.rank, cfg.world_size):
+        if is_complete(folder):
+            damaged = _damaged(folder, mine)
+            if not damaged:
+                return folder  # finished by another job meanwhile
+            log.warning(
+                "token store %s is complete but shard(s) %s are damaged; recomputing them",
                 folder,
-                manifest,
-                todo,
-                model,
-                backbone,
-                cfg,
-                device=device,
-                precision=request["precision"],
-                progress=progress,
-                on_shard_written=on_shard_written,
+                damaged,
             )
-        except BaseException:
-            if created and cfg.world_size == 1:
-                _discard_unstarted(folder)
-            raise
-    finalize_store(folder)
+            unmark_complete(folder)
+        prepare_folder(folder, request, manifest)
+        drop_damaged_shards(folder, mine, checksum=True)  # sizes and sha256 of a resume
+        # ---- end of the fault-handling block
+        todo = [k for k in mine if not shard_done(folder, k)]
+        if todo:
+            if len(todo) < len(mine):
+                log.info(
+                    "resuming %s at shard %d (%d shard(s) left for rank %d)",
+                    folder,
+                    todo[0],
+                    len(todo),
+                    cfg.rank,
+                )
+            model = _ready_model(model, backbone, request, device, precision)
+            try:
+                _compute_shards(
+                    folder,
+                    manifest,
+                    todo,
+                    model,
+                    backbone,
+                    cfg,
+                    device=device,
+                    precision=precision,
+                    progress=progress,
+                    on_shard_written=on_shard_written,
+                )
+            except BaseException:
+                if created and cfg.world_size == 1:
+                    _discard_unstarted(folder)
+                raise
+        finalize_store(folder)
     return folder
+
+
+def _damaged(folder: Path, shards: range) -> list[int]:
+    """The shards among ``shards`` whose files are missing or have the wrong size."""
+    return [k for k in shards if shard_problem(folder, k) is not None]
 
 
 def _compute_shards(
@@ -540,11 +574,13 @@ def extract_tokens(
         model=model,
     )
     deadline = time.monotonic() + (cfg.wait_timeout_s if cfg.rank == 0 else 0.0)
-    while not finalize_store(folder):
-        if time.monotonic() >= deadline:
-            raise IncompleteStoreError(
-                f"{folder}: shards of other ranks are missing; run the remaining ranks, then "
-                "cytosae.store.finalize_store(folder) (or rerun any rank)"
-            )
-        time.sleep(2.0)
+    if not finalize_store(folder):
+        with store_lock(folder, cfg.rank, cfg.world_size):  # still this rank's writer
+            while not finalize_store(folder):
+                if time.monotonic() >= deadline:
+                    raise IncompleteStoreError(
+                        f"{folder}: shards of other ranks are missing; run the remaining ranks, "
+                        "then cytosae.store.finalize_store(folder) (or rerun any rank)"
+                    )
+                time.sleep(2.0)
     return TokenStore(folder)

@@ -6,7 +6,8 @@ the folder ``<runs_root>/tokens/<key>/`` holding::
     request.json           inputs of the extraction (hashed into <key>), written first
     input_manifest.csv     the manifest that was asked for
     shard_00000.npy        float16 (n_k, T, D), rows [k*S, (k+1)*S) of the input manifest
-    shard_00000.json       which input rows that shard holds, and which were skipped (why)
+    shard_00000.json       which input rows that shard holds, which were skipped (why), and
+                           the byte size and sha256 of its .npy
     ...
     manifest.csv           the images actually extracted; row i = image i of the store
     input_skipped.csv      image_id, path, reason of files the adapter refused (if any)
@@ -16,7 +17,10 @@ the folder ``<runs_root>/tokens/<key>/`` holding::
 
 Every file is written to a temporary name in the same folder and renamed atomically, so a
 reader never sees a half-written file, and a killed extraction resumes at the first shard
-whose ``.json`` is missing.
+whose ``.json`` is missing. A shard whose ``.npy`` does not have the size (on every resume and
+every open) or the sha256 (on resume and in :func:`verify_store`) its ``.json`` records is
+damaged and is recomputed by the next extraction. One extraction writes a store at a time
+(:func:`store_lock`; the ranks of one distributed extraction each hold their own lock).
 """
 
 from __future__ import annotations
@@ -24,13 +28,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 
-from cytosae.atomic import atomic_open, atomic_write_text, is_complete, mark_complete
+from cytosae.atomic import (
+    COMPLETE,
+    atomic_open,
+    atomic_write_text,
+    is_complete,
+    is_temp_name,
+    mark_complete,
+    remove_stale_temps,
+)
 from cytosae.config import digest
 from cytosae.data.adapters import MANIFEST_COLUMNS, manifest_digest, skipped_table
 from cytosae.model.backbone import ARCHS, PREPROCESSING, BackboneConfig, weights_digest_for
@@ -179,17 +193,227 @@ def prepare_folder(folder: Path, request: dict[str, Any], manifest: pd.DataFrame
         atomic_write_text(req_path, req_text)
 
 
+class _HashingWriter:
+    """A binary file wrapper that counts and hashes what goes through it (sha256)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f, self.sha256, self.n_bytes = f, hashlib.sha256(), 0
+
+    def write(self, b: bytes | memoryview) -> int:
+        self.sha256.update(b)
+        self.n_bytes += len(b)
+        return self._f.write(b)
+
+
 def write_shard(folder: Path, k: int, tokens_NTD: np.ndarray, info: dict[str, Any]) -> None:
-    """Atomically write ``shard_k.npy`` (float16) then its ``shard_k.json`` (the done flag)."""
+    """Atomically write ``shard_k.npy`` (float16) then its ``shard_k.json`` (the done flag),
+    which records the ``.npy``'s byte size (``npy_bytes``) and sha256 (``npy_sha256``)."""
     arr = np.ascontiguousarray(tokens_NTD, dtype=STORE_DTYPE)
     with atomic_open(shard_path(folder, k, "npy")) as f:
-        np.save(f, arr, allow_pickle=False)
+        hw = _HashingWriter(f)
+        np.save(hw, arr, allow_pickle=False)  # type: ignore[arg-type]
+    info = dict(info, npy_bytes=hw.n_bytes, npy_sha256=hw.sha256.hexdigest())
     atomic_write_text(shard_path(folder, k, "json"), json_text(info))
 
 
+def _npy_expected_bytes(npy: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, expected file size)`` from the header of a ``.npy`` file."""
+    with open(npy, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        offset = f.tell()
+    return tuple(shape), dtype, offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
+def _file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shard_problem(folder: Path, k: int, *, checksum: bool = False) -> str | None:
+    """Why shard ``k`` is not a complete, intact shard (None when it is).
+
+    Checks that its ``.json`` and ``.npy`` exist, that the ``.npy`` has the byte size its
+    ``.json`` records (and that its header's shape agrees with the size and the rows), and with
+    ``checksum`` its sha256. Shards written before sizes were recorded are checked against their
+    own header only.
+    """
+    js, npy = shard_path(folder, k, "json"), shard_path(folder, k, "npy")
+    if not js.is_file():
+        return "missing"
+    if not npy.is_file():
+        return f"{npy.name} is missing"
+    try:
+        info = json.loads(js.read_text())
+        rows = info["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"{js.name} is unreadable ({exc})"
+    size = npy.stat().st_size
+    want = info.get("npy_bytes")
+    if want is not None and size != int(want):
+        return f"{npy.name} has {size} bytes, its .json records {want} (truncated or replaced)"
+    try:
+        shape, _, expected = _npy_expected_bytes(npy)
+    except (OSError, ValueError, EOFError) as exc:
+        return f"{npy.name} has no valid .npy header ({exc})"
+    if size != expected:
+        return f"{npy.name} has {size} bytes, its header {shape} needs {expected} (truncated)"
+    if shape and shape[0] != len(rows):
+        return f"{npy.name} holds {shape[0]} images, its .json lists {len(rows)}"
+    if checksum and info.get("npy_sha256") is not None:
+        got = _file_sha256(npy)
+        if got != info["npy_sha256"]:
+            return f"{npy.name} has sha256 {got[:16]}..., its .json records {info['npy_sha256'][:16]}..."
+    return None
+
+
 def shard_done(folder: Path, k: int) -> bool:
-    """True when shard ``k`` is on disk (its ``.json`` and its ``.npy``)."""
-    return shard_path(folder, k, "json").is_file() and shard_path(folder, k, "npy").is_file()
+    """True when shard ``k`` is on disk: its ``.json`` and a ``.npy`` of the size it records."""
+    return shard_problem(folder, k) is None
+
+
+def drop_damaged_shards(folder: Path, shards: range | list[int], *, checksum: bool) -> list[int]:
+    """Delete the files of the shards among ``shards`` that exist but are damaged (wrong size,
+    or with ``checksum`` wrong sha256), so that the extraction recomputes them; each is logged.
+    Call it only while holding the store's lock. Returns the shards dropped."""
+    dropped = []
+    for k in shards:
+        if not shard_path(folder, k, "json").is_file():
+            continue
+        problem = shard_problem(folder, k, checksum=checksum)
+        if problem is None:
+            continue
+        log.warning("store %s: shard %d is damaged (%s); recomputing it", folder, k, problem)
+        shard_path(folder, k, "json").unlink(missing_ok=True)  # the done flag goes first
+        shard_path(folder, k, "npy").unlink(missing_ok=True)
+        dropped.append(k)
+    return dropped
+
+
+def check_shard_files(folder: Path, shard_sizes: Any, n_tokens: int, d_model: int) -> None:
+    """Check, from their headers and sizes alone (no data read), that every shard of a complete
+    store holds ``shard_sizes[k]`` images of ``(n_tokens, d_model)`` float16 and is not truncated.
+
+    Raises:
+        ValueError: naming the shard, what is wrong and how to recompute it.
+    """
+    for k, n in enumerate(shard_sizes):
+        npy = shard_path(folder, k, "npy")
+        fix = "rerun the same extraction: it recomputes damaged shards"
+        try:
+            shape, dtype, expected = _npy_expected_bytes(npy)
+            size = npy.stat().st_size
+        except FileNotFoundError:
+            raise ValueError(f"{npy} is missing from the token store; {fix}") from None
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"{npy} is not a readable .npy file ({exc}); {fix}") from exc
+        if size != expected:
+            raise ValueError(
+                f"{npy} is truncated or damaged: {size} bytes, its header {shape} needs "
+                f"{expected}; {fix}"
+            )
+        if shape != (int(n), n_tokens, d_model) or dtype != STORE_DTYPE:
+            raise ValueError(
+                f"{npy} holds {shape} {dtype}, the store's metadata says "
+                f"({int(n)}, {n_tokens}, {d_model}) float16; {fix}"
+            )
+
+
+def verify_store(folder: str | Path, *, finite: bool = True) -> list[str]:
+    """Every problem of a token store folder, one line each (empty when it is intact).
+
+    Reads every shard: its size and sha256 against its ``.json``, its header against the
+    metadata and, with ``finite``, that every value is finite (a non-finite value names the
+    image: ``image_id`` and row of ``manifest.csv``).
+    """
+    folder = Path(folder)
+    problems: list[str] = []
+    if not (folder / REQUEST).is_file():
+        return [f"{folder}: no {REQUEST}: not a token store"]
+    request = json.loads((folder / REQUEST).read_text())
+    for k in range(int(request["n_shards"])):
+        p = shard_problem(folder, k, checksum=True)
+        if p is not None:
+            problems.append(f"{folder}: shard {k}: {p}")
+    if not is_complete(folder):
+        problems.append(f"{folder}: no {COMPLETE} marker (unfinished extraction)")
+        return problems
+    meta = json.loads((folder / METADATA).read_text())
+    try:
+        check_shard_files(folder, meta["shard_sizes"], int(meta["n_tokens"]), int(meta["d_model"]))
+    except ValueError as exc:
+        problems.append(str(exc))
+        return problems
+    if finite:
+        man = pd.read_csv(folder / MANIFEST, dtype=str, keep_default_na=False)
+        offset = 0
+        for k, n in enumerate(meta["shard_sizes"]):
+            arr = np.load(shard_path(folder, k, "npy"), mmap_mode="r")
+            for i in range(0, int(n), 64):
+                block = np.asarray(arr[i : i + 64])
+                bad = np.flatnonzero(~np.isfinite(block).reshape(block.shape[0], -1).all(1))
+                for b in bad:
+                    row = offset + i + int(b)
+                    problems.append(
+                        f"{shard_path(folder, k, 'npy')}: non-finite tokens of image "
+                        f"{man['image_id'][row]!r} (store row {row})"
+                    )
+            offset += int(n)
+    return problems
+
+
+# --------------------------------------------------------------------------- one writer
+
+
+@contextmanager
+def store_lock(folder: Path, rank: int = 0, world_size: int = 1) -> Iterator[None]:
+    """Hold the lock of a store being written by rank ``rank`` of ``world_size``.
+
+    Each rank of one distributed extraction holds its own lock (they write disjoint shards); a
+    second extraction of the same store (the same rank, or another world size) is refused with
+    :class:`cytosae.locks.FolderLocked` naming the folder and the holder. Temporary files a
+    killed run left behind are removed: all of them with a single writer, those of this rank's
+    shards otherwise. Re-entrant within one thread.
+    """
+    from cytosae.locks import FolderLock, lock_path
+
+    lock = FolderLock(folder, "token store", tag=f"rank{rank}of{world_size}.")
+    lock.acquire()
+    try:
+        stem = lock_path(folder).name[: -len("lock")]  # ".<key>."
+        for other in folder.parent.glob(f"{stem}rank*of*.lock"):
+            if other.name.endswith(f"of{world_size}.lock"):
+                continue  # a rank of this extraction (or this very lock)
+            peer = FolderLock(folder, "token store", tag=other.name[len(stem) : -len("lock")])
+            if peer.is_held_elsewhere():
+                raise peer.locked_error()
+        if folder.is_dir():
+            _remove_stale_temps_of_rank(folder, rank, world_size)
+        yield
+    finally:
+        lock.release()
+
+
+def _remove_stale_temps_of_rank(folder: Path, rank: int, world_size: int) -> None:
+    if world_size == 1:
+        remove_stale_temps(folder)
+        return
+    for p in list(folder.iterdir()):
+        name = p.name
+        is_shard_temp = is_temp_name(name) and name.startswith(".shard_") and name[7:12].isdigit()
+        if is_shard_temp and int(name[7:12]) % world_size == rank:
+            p.unlink(missing_ok=True)
+
+
+def unmark_complete(folder: Path) -> None:
+    """Remove the completion marker of a store found damaged (call it under the store's lock)."""
+    (folder / COMPLETE).unlink(missing_ok=True)
 
 
 def finalize_store(folder: str | Path) -> bool:
@@ -207,7 +431,10 @@ def finalize_store(folder: str | Path) -> bool:
     missing = [k for k in range(n_shards) if not shard_done(folder, k)]
     if missing:
         log.info(
-            "store %s: %d shard(s) still missing (first %s)", folder, len(missing), missing[:5]
+            "store %s: %d shard(s) still missing or damaged (first %s)",
+            folder,
+            len(missing),
+            missing[:5],
         )
         return False
     inp = pd.read_csv(folder / INPUT_MANIFEST, dtype=str, keep_default_na=False)

@@ -23,6 +23,7 @@ from cytosae.store.layout import (
     SKIPPED,
     STORE_DTYPE,
     STORE_SCHEMA_VERSION,
+    check_shard_files,
     shard_path,
 )
 
@@ -69,6 +70,8 @@ class TokenStore:
             raise ValueError(
                 f"{self.path}: manifest rows / shard sizes disagree with n_images={self.n_images}"
             )
+        # every shard's header and byte size (no data read): a truncated shard is named here
+        check_shard_files(self.path, self._sizes, self.n_tokens, self.d_model)
 
     def __len__(self) -> int:
         return self.n_images

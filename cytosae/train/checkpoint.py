@@ -6,7 +6,10 @@ Our format (``schema_version`` 1)::
     dir/cfg.json          {"schema_version": 1, "kind": "cytosae.SparseAutoencoder", "sae": {SAEConfig fields}}
 
 Trainer states are folders of safetensors + JSON written atomically (temp folder, rename, then an
-atomically replaced pointer file ``LATEST``); nothing is pickled.
+atomically replaced pointer file ``LATEST``); nothing is pickled, and nothing but the
+``.safetensors`` and ``.json`` files named here is ever read: a ``.pt`` or pickle dropped into a
+state or SAE folder is ignored, and one renamed to a ``.safetensors`` name is refused by the
+safetensors parser (which holds no code) with a :class:`CheckpointError`.
 
 The authors' pickled format is read and written by :mod:`cytosae.interop.official_sae`.
 """
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -24,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from cytosae.atomic import atomic_dir, atomic_path, atomic_write_text
+from cytosae.atomic import atomic_dir, atomic_path, atomic_write_text, normal_mode
 from cytosae.model.sae import SAEConfig, SparseAutoencoder, config_from_dict
 
 log = logging.getLogger(__name__)
@@ -35,21 +40,42 @@ CFG_FILE = "cfg.json"
 KIND = "cytosae.SparseAutoencoder"
 
 
+#: names of trainer-state folders (a pointer to anything else is refused, e.g. ``../x``)
+_STATE_NAME = re.compile(r"step_\d{9}")
+
+
 class CheckpointError(ValueError):
     """A checkpoint file is missing, malformed or incompatible (the message names the file)."""
 
 
 # --------------------------------------------------------------------------------------- helpers
+def _save_file(
+    tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
+    """``safetensors.torch.save_file`` whose I/O failures (a full disk) are an ``OSError`` (the
+    atomic writers turn them into a :class:`cytosae.atomic.WriteError` naming the file) and whose
+    file gets the ordinary permissions (safetensors creates it ``0o600``)."""
+    try:
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+            str(path),
+            metadata=metadata,
+        )
+    except SafetensorError as exc:
+        m = re.search(r"os error (\d+)", str(exc))
+        if m is None:
+            raise
+        code = int(m.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from exc
+    normal_mode(path)
+
+
 def atomic_save_tensors(
     tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None
 ) -> None:
     """``safetensors`` save through :func:`cytosae.atomic.atomic_path`."""
     with atomic_path(path) as tmp:
-        save_file(
-            {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
-            str(tmp),
-            metadata=metadata,
-        )
+        _save_file(tensors, tmp, metadata)
 
 
 def read_tensors(path: Path) -> dict[str, Tensor]:
@@ -162,10 +188,7 @@ def save_state_dir(
     final = root / name
     with atomic_dir(final) as tmp:
         for stem, ts in tensors.items():
-            save_file(
-                {k: v.detach().contiguous().cpu() for k, v in ts.items()},
-                str(tmp / f"{stem}.safetensors"),
-            )
+            _save_file(ts, tmp / f"{stem}.safetensors")
         (tmp / "state.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     atomic_write_text(root / "LATEST", json.dumps({"state": name}) + "\n")
     for other in root.iterdir():
@@ -181,10 +204,17 @@ def load_state_dir(root: Path) -> tuple[Path, dict[str, Any]] | None:
         return None
     try:
         name = json.loads(pointer.read_text())["state"]
+        if not isinstance(name, str) or not _STATE_NAME.fullmatch(name):
+            raise KeyError(f"not a state folder name: {name!r}")
         folder = Path(root) / name
         meta = json.loads((folder / "state.json").read_text())
-    except (OSError, KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"corrupt trainer state pointed to by {pointer}: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise KeyError("state.json does not hold an object")
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"corrupt trainer state pointed to by {pointer}: {exc}; delete {Path(root)} to "
+            "restart the run from scratch"
+        ) from exc
     return folder, meta
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -60,8 +62,25 @@ class TrainConfig(JsonConfig):
     wandb_project: str = ""
 
     def validate(self) -> None:
+        ints = ("lr_warmup_steps", "batch_images", "total_images", "data_seed")
+        ints += ("b_dec_init_images", "log_every", "checkpoint_every", "density_window_steps")
+        for name in (*ints, "stop_after_steps"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool):
+                raise ValueError(f"TrainConfig.{name} must be an integer, got {v!r}")  # noqa: TRY004
+        for name in ("lr", "dense_threshold", "sparse_density_threshold"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v):
+                raise ValueError(f"TrainConfig.{name} must be a finite number, got {v!r}")
         if self.lr <= 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        betas = tuple(self.adam_betas)
+        if len(betas) != 2 or not all(
+            isinstance(b, numbers.Real) and math.isfinite(b) and 0 <= b < 1 for b in betas
+        ):
+            raise ValueError(
+                f"TrainConfig.adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}"
+            )
         if self.lr_warmup_steps < 0:
             raise ValueError(
                 f"TrainConfig.lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}"
@@ -72,6 +91,19 @@ class TrainConfig(JsonConfig):
             raise ValueError(
                 f"TrainConfig.total_images ({self.total_images}) must be >= batch_images ({self.batch_images})"
             )
+        if self.data_seed < 0:
+            raise ValueError(f"TrainConfig.data_seed must be >= 0, got {self.data_seed}")
+        if self.b_dec_init_images <= 0:
+            raise ValueError(
+                f"TrainConfig.b_dec_init_images must be > 0, got {self.b_dec_init_images}"
+            )
+        if self.density_window_steps <= 0:
+            raise ValueError(
+                f"TrainConfig.density_window_steps must be > 0, got {self.density_window_steps}"
+            )
+        for name in ("dense_threshold", "sparse_density_threshold"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.log_every <= 0:
             raise ValueError(f"TrainConfig.log_every must be > 0, got {self.log_every}")
         if self.checkpoint_every < 0:

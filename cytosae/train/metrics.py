@@ -10,6 +10,8 @@ float64); see docs/sae.md for the meaning of every column. At the end each SAE f
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,16 @@ from torch import Tensor
 from cytosae.atomic import atomic_write_text
 from cytosae.train.checkpoint import atomic_save_tensors, read_tensors
 
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "DIVERGENCE_LOSS_FACTOR",
+    "DIVERGENCE_MIN_EV",
+    "DIVERGENCE_PATIENCE",
     "HIST_BINS",
     "METRICS_FILE",
     "SCALARS",
+    "DivergenceWatch",
     "append_rows",
     "clear_history",
     "density_histogram",
@@ -104,14 +112,39 @@ def append_rows(out_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
         fh.writelines(json.dumps(r) + "\n" for r in rows)
 
 
+def _parse_rows(p: Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl``; a torn last line (a run killed while appending) is
+    dropped with a warning, a damaged line elsewhere is an error naming the file and line."""
+    text = p.read_text()
+    lines = text.splitlines()
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if i == len(lines) - 1 and not text.endswith("\n"):
+                log.warning(
+                    "%s: dropping its torn last line %d (the run was killed while writing it)",
+                    p,
+                    i + 1,
+                )
+                break
+            raise ValueError(
+                f"{p}, line {i + 1}: not a JSON metrics row ({exc}); delete the damaged line "
+                "(or the run folder) and rerun"
+            ) from exc
+    return rows
+
+
 def read_history(out_dir: Path, max_step: int | None = None) -> pd.DataFrame:
-    """The rows of ``metrics.jsonl`` (those with ``step <= max_step`` when given); empty if absent."""
+    """The rows of ``metrics.jsonl`` (those with ``step <= max_step`` when given); empty if absent.
+
+    A torn last line (a run killed while appending it) is dropped with a warning.
+    """
     p = out_dir / METRICS_FILE
-    rows = (
-        [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-        if p.is_file()
-        else []
-    )
+    rows = _parse_rows(p) if p.is_file() else []
     if max_step is not None:
         rows = [r for r in rows if r["step"] <= max_step]
     return pd.DataFrame(rows)
@@ -134,6 +167,51 @@ def sae_history(history: pd.DataFrame, index: int) -> pd.DataFrame:
     if not len(history):
         return history
     return history[history["sae"] == index].drop(columns="sae").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------- divergence
+#: The divergence rule (docs/sae.md, "When a run diverges"), checked at every log row on every
+#: rank alike: a run is stopped when, for DIVERGENCE_PATIENCE consecutive log rows, the
+#: explained variance is below DIVERGENCE_MIN_EV (the reconstruction error is more than 11 times
+#: the variance of the data: an untrained SAE is near -1, a healthy one between 0 and 1) or the
+#: row's loss exceeds DIVERGENCE_LOSS_FACTOR times the lowest row loss of the run so far. A
+#: non-finite loss (any step) or parameter (any log row or save) stops it at once.
+DIVERGENCE_MIN_EV = -10.0
+DIVERGENCE_PATIENCE = 3
+DIVERGENCE_LOSS_FACTOR = 1e4
+
+
+class DivergenceWatch:
+    """Applies the divergence rule to one SAE's log rows (see :data:`DIVERGENCE_MIN_EV`).
+
+    Attributes:
+        streak: consecutive log rows breaking the rule (0: the last row was healthy).
+    """
+
+    def __init__(self) -> None:
+        self.streak = 0
+        self.best_loss = math.inf
+
+    def update(self, row: dict[str, Any]) -> str | None:
+        """Take one log row; return why the run diverged, or None."""
+        loss, ev = float(row["loss"]), float(row["explained_variance"])
+        if not math.isfinite(loss):
+            return f"the loss of the log row at step {row['step']} is {loss}"
+        bad = []
+        if math.isfinite(ev) and ev < DIVERGENCE_MIN_EV:
+            bad.append(f"explained variance {ev:.4g} < {DIVERGENCE_MIN_EV:g}")
+        if loss > DIVERGENCE_LOSS_FACTOR * self.best_loss:
+            bad.append(
+                f"loss {loss:.4g} > {DIVERGENCE_LOSS_FACTOR:g} x the lowest {self.best_loss:.4g}"
+            )
+        self.best_loss = min(self.best_loss, loss)
+        self.streak = self.streak + 1 if bad else 0
+        if self.streak >= DIVERGENCE_PATIENCE:
+            return (
+                f"{' and '.join(bad)} for {self.streak} consecutive log rows "
+                f"(up to step {row['step']})"
+            )
+        return None
 
 
 # --------------------------------------------------------------------------------------- density

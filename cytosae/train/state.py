@@ -46,6 +46,7 @@ __all__ = [
     "begin_run",
     "check_same_run",
     "clear_state",
+    "latest_state",
     "load_state",
     "run_record",
     "save_state",
@@ -202,6 +203,18 @@ def load_state(out_dir: Path, trainers: Sequence[SAETrainer], record: dict[str, 
     if ddp.rank() == 0:
         metrics.truncate_history(out_dir, step)
     return step
+
+
+def latest_state(out_dir: Path) -> tuple[Path, int] | None:
+    """``(folder, step)`` of the trainer state a resume would start from, or None."""
+    try:
+        found = load_state_dir(out_dir / STATE_DIR)
+    except CheckpointError:
+        return None
+    if found is None:
+        return None
+    folder, meta = found
+    return folder, int(meta.get("step", -1))
 
 
 def clear_state(out_dir: Path) -> None:

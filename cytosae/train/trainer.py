@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +26,27 @@ from cytosae.train.source import TokenSource, b_dec_sample
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SAETrainer", "init_b_dec_"]
+__all__ = ["NonFiniteError", "SAETrainer", "init_b_dec_", "parameters_finite"]
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss term or a parameter of a trainer is NaN or infinite.
+
+    Attributes:
+        step: the 0-based step whose loss was not finite (None for the b_dec init).
+        terms: the loss terms of that step (summed over ranks), by name.
+    """
+
+    def __init__(self, message: str, step: int | None = None, terms: dict | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.terms = terms or {}
+
+
+def parameters_finite(sae: torch.nn.Module) -> bool:
+    """True when every parameter of ``sae`` is finite (one device reduction, one sync)."""
+    flags = [torch.isfinite(p).all() for p in sae.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 class SAETrainer:
@@ -124,6 +145,14 @@ class SAETrainer:
         ddp.all_reduce_sum_(vec)
         w = ddp.world_size()
         loss, mse, l1, ghost, aux, l0_sum, sse_g, s2, n_g = (float(v) for v in vec[:9])
+        if not math.isfinite(loss):  # summed over ranks: every rank stops at the same step
+            terms = {"loss": loss, "mse": mse, "l1": l1, "ghost": ghost, "aux": aux}
+            raise NonFiniteError(
+                f"non-finite loss in step {step + 1}: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in terms.items()),
+                step,
+                terms,
+            )
         D = x_ND.shape[1]
         s1_D = vec[9 : 9 + D]
         fire_S = vec[9 + D :]
@@ -176,6 +205,12 @@ def init_b_dec_(
         return
     sample_BTD = b_dec_sample(src, tcfg)
     inits = {m: init_b_dec(sample_BTD, m) for m in methods}
+    for m, b in inits.items():
+        if not bool(torch.isfinite(b).all()):
+            raise NonFiniteError(
+                f"the b_dec init ({m}) over the first {sample_BTD.shape[0]} images of the data "
+                "order is not finite: those tokens hold NaN or inf values"
+            )
     for tr in trainers:
         if tr.cfg.b_dec_init in inits:
             tr.sae.b_dec.copy_(inits[tr.cfg.b_dec_init].to(device))

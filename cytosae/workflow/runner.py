@@ -124,6 +124,19 @@ def _same(declared: Mapping[str, Any] | None, value: Any) -> bool:
         return False
 
 
+def check_profile_parameter(parameters: Mapping[str, Any]) -> None:
+    """The ``profile`` parameter must name a profile (a notebook would fail on anything else
+    deep inside, e.g. ``'int' object has no attribute 'backbone'`` for ``-p profile 3``)."""
+    from cytosae.workflow.profiles import PROFILES
+
+    value = parameters.get("profile")
+    if not isinstance(value, str) or value not in PROFILES:
+        raise ValueError(
+            f"notebook parameter 'profile' must be the name of a profile, one of "
+            f"{list(PROFILES)}; got {value!r} ({type(value).__name__}): use --profile NAME"
+        )
+
+
 def run_notebook(path: Path, output: Path, parameters: Mapping[str, Any]) -> float:
     """Execute one notebook; return seconds. Raises :class:`NotebookFailed` naming the cell."""
     import papermill as pm
@@ -166,14 +179,15 @@ def run_notebooks(
 
     logging.getLogger("papermill").setLevel(logging.WARNING)  # one line per notebook is ours
     params = {"profile": profile, **(extra or {})}
-    if inplace and profile != "default":
+    check_profile_parameter(params)
+    if inplace and params["profile"] != "default":
         raise ValueError(
             "--inplace refreshes committed outputs, which come from the 'default' profile"
         )
     nbs = list_notebooks(folder, select)
     for nb in nbs:  # validate everything before running anything
         check_parameters(nb, params)
-    out_dir = out_dir or runs_root() / "executed" / profile
+    out_dir = out_dir or runs_root() / "executed" / params["profile"]
     out_dir.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     for nb in tqdm(nbs, desc="notebooks", unit="nb"):
