@@ -57,7 +57,7 @@ def make_images(root: Path, n: int, size: int = 288, seed: int = 0) -> Path:
         img = np.empty((size, size, 3), np.float32)
         img[:] = (235, 215, 220)  # pale pink background
         for _ in range(6):  # red cells
-            cy, cx, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(20, 35)]
+            cy, cx, r = [*rng.uniform(0, size, 2).tolist(), rng.uniform(20, 35)]
             m = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
             img[m] = (220, 150, 160)
         cy, cx = size / 2 + rng.normal(0, 8, 2)

@@ -160,7 +160,11 @@ def bench_expansion(expansion: int, args: argparse.Namespace) -> list[dict]:
         cfg, tr, x = make_state(d, expansion, N, regime, args.density, args.dead_frac)
         base = PlainSAE(tr.sae.W_enc.data, tr.sae.b_enc.data, tr.sae.W_dec.data, tr.sae.b_dec.data,
                         cfg.l1_coefficient, cfg.dead_feature_window, tr.since_fired)  # fmt: skip
-        t_base, t_ours = timeit_pair(lambda s: base.step(x, s), lambda s: tr.step(x, s), args.steps)
+        t_base, t_ours = timeit_pair(
+            lambda s, base=base, x=x: base.step(x, s),
+            lambda s, tr=tr, x=x: tr.step(x, s),
+            args.steps,
+        )
         l0 = tr.acc["l0_sum"] / max(tr.acc["n_tokens"], 1)
         row = {
             "expansion": expansion, "regime": regime, "tokens_per_step": N,

@@ -173,9 +173,9 @@ def test_weight_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.randn(1, 3, 224, 224)
     with torch.inference_mode():
         assert torch.equal(m(x), _hooked_reference(vit, x, -2))
-    with pytest.raises(ValueError, match="BackboneConfig.layer"):
+    with pytest.raises(ValueError, match=r"BackboneConfig.layer"):
         BackboneConfig(arch="tiny-test", layer=3)
-    with pytest.raises(ValueError, match="BackboneConfig.arch"):
+    with pytest.raises(ValueError, match=r"BackboneConfig.arch"):
         BackboneConfig(arch="dinobloom-xl")
 
 

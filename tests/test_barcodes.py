@@ -49,7 +49,7 @@ def test_empty_patient_dropped_and_disease_mean() -> None:
 def test_barcodes_from_stats_and_missing_counts() -> None:
     class S:
         counts = COUNTS
-        meta = {"include_cls_in_counts": False}
+        meta = {"include_cls_in_counts": False}  # noqa: RUF012 - a stand-in, read only
 
     man = pd.DataFrame({"patient": PATIENTS, "disease": ["A", "B", "A", "A"]})
     X, info = barcodes_from_stats(S(), man)

@@ -65,7 +65,7 @@ def _with_fake_official_module():
         b_dec_init_method: str = "geometric_median"
         seed: int = 42
         model_name: str = "dinov2_vitb14"
-        device: torch.device = torch.device("cpu")
+        device: torch.device = torch.device("cpu")  # noqa: RUF009 - the authors' field, as pickled
         dtype: torch.dtype = torch.float32
 
     ViTSAERunnerConfig.__module__ = "src.sae_training.config"

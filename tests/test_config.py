@@ -35,13 +35,13 @@ def test_round_trip_restores_tuples_and_nested(tmp_path):
 
 
 def test_unknown_key_and_invalid_value_are_named(tmp_path):
-    with pytest.raises(ValueError, match="unknown field.*'lrr'"):
+    with pytest.raises(ValueError, match=r"unknown field.*'lrr'"):
         Outer.from_dict({"lrr": 1.0})
-    with pytest.raises(ValueError, match="Outer.lr must be > 0"):
+    with pytest.raises(ValueError, match=r"Outer.lr must be > 0"):
         Outer(lr=0.0)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ValueError, match="bad.json"):
+    with pytest.raises(ValueError, match=r"bad.json"):
         Outer.load(bad)
 
 

@@ -152,7 +152,7 @@ def test_workers_give_same_bytes(
 def test_strict_raises_and_key_changes(
     manifest: pd.DataFrame, tmp_path: Path, reference: TokenStore
 ) -> None:
-    with pytest.raises(ImageReadError, match="myeloblast_3b.tif: zero-byte file"):
+    with pytest.raises(ImageReadError, match=r"myeloblast_3b.tif: zero-byte file"):
         extract_tokens(manifest, BB, tmp_path, CFG.replace(strict=True), progress=False)
     assert store_path(manifest, BB, tmp_path, CFG) == tmp_path / "tokens" / reference.path.name
     assert store_path(manifest, BB.replace(layer=0), tmp_path, CFG) != store_path(
@@ -175,7 +175,7 @@ def test_precision_auto() -> None:
         "bf16" if cpu_has_fast_bf16() else "fp32"
     )
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    with pytest.raises(ValueError, match="ExtractConfig.precision"):
+    with pytest.raises(ValueError, match=r"ExtractConfig.precision"):
         ExtractConfig(precision="fp8")
 
 

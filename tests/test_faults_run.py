@@ -211,7 +211,7 @@ def run_cli(
             torch.set_num_threads(1)
             _install_fault(kill)
             rc = main(argv)
-        except BaseException:  # noqa: BLE001 - report anything to the parent
+        except BaseException:
             traceback.print_exc()
             rc = 99
         finally:
@@ -805,7 +805,7 @@ def test_atomic_write_failure_leaves_old_file(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(WriteError, match=r"could not write .*f\.txt: No space left.*free on"):
         atomic_write_text(p, "new")
-    with pytest.raises(OSError) as e, atomic_dir(tmp_path / "d") as tmp:
+    with pytest.raises(OSError, match="No space left") as e, atomic_dir(tmp_path / "d") as tmp:
         (tmp / "x").write_text("x")
     assert e.value.errno == 28
     monkeypatch.undo()
@@ -925,7 +925,7 @@ def test_authors_pt_refuses_every_malicious_pickle(tmp_path: Path) -> None:
               "max_activating_image_values.pt", "max_activating_image_label_indices.pt"):  # fmt: skip
         torch.save(torch.zeros(4), stats / f)
     torch.save(_Evil(marker), stats / "sae_mean_acts.pt")
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ValueError, match=r"sae_mean_acts\.pt") as e:
         load_official_stats(stats)
     assert "posix.system" in str(e.value) and "weights_only" not in str(e.value)
     assert not marker.exists()
@@ -958,7 +958,7 @@ def test_nothing_of_ours_is_unpickled(ref_store: Path, ref_run: Path, tmp_path: 
     (ref_copy := tmp_path / "sae").mkdir()
     shutil.copy(ref_run / "cfg.json", ref_copy / "cfg.json")
     (ref_copy / "sae.safetensors").write_bytes(evil)
-    with pytest.raises(CheckpointError, match="sae.safetensors"):
+    with pytest.raises(CheckpointError, match=r"sae\.safetensors"):
         load_sae(ref_copy)
     # a LATEST pointer out of the state folder is refused
     (out2 / "trainer_state" / "LATEST").write_text('{"state": "../../elsewhere"}')
@@ -975,7 +975,7 @@ def test_nothing_of_ours_is_unpickled(ref_store: Path, ref_run: Path, tmp_path: 
         LatentStats.load(lat)
     store = _copy_store(ref_store, tmp_path)
     np.save(store / "shard_00001.npy", np.array([_Evil(marker)] * 3, dtype=object))
-    with pytest.raises(ValueError, match="shard_00001.npy"):
+    with pytest.raises(ValueError, match=r"shard_00001\.npy"):
         TokenStore(store)
     assert not marker.exists()
     _record("pickle dropped into / renamed as our state, SAE, stats, shard files", "ignored or "
@@ -1021,7 +1021,7 @@ BAD = [
 )
 def test_bad_config_values_are_refused_naming_the_field(cls, field, values) -> None:
     for v in values:
-        with pytest.raises(ValueError) as e:
+        with pytest.raises(ValueError, match=field) as e:
             cls(**{field: v})
         assert f"{cls.__name__}.{field}" in str(e.value), (field, v, str(e.value))
 
@@ -1034,8 +1034,8 @@ def test_bad_values_at_the_command_line_make_no_folder(ref_store, ref_run, data_
         (train_argv(ref_store, tmp_path / "d", "--expansion", "10000000"), "expansion_factor"),
         (latents_argv(ref_run, ref_store, tmp_path / "e", "--tau", "nan"), "EncodeConfig.tau"),
         (latents_argv(ref_run, ref_store, tmp_path / "f", "--top-k", "0"), "EncodeConfig.top_k"),
-        (extract_argv(data_root, tmp_path / "g") + ["--layer", "7"], "BackboneConfig.layer"),
-        (extract_argv(data_root, tmp_path / "h") + ["--batch-size", "0"], "batch_size"),
+        ([*extract_argv(data_root, tmp_path / "g"), "--layer", "7"], "BackboneConfig.layer"),
+        ([*extract_argv(data_root, tmp_path / "h"), "--batch-size", "0"], "batch_size"),
     ]
     for argv, needle in cases:
         rc, text = run_cli(argv)
@@ -1052,7 +1052,7 @@ def test_memory_estimate_refuses_before_allocating(monkeypatch) -> None:
     est = memory_estimate(cfg, tokens_per_step=4 * 257, training=True)
     assert est["params"] == 4 * (2 * 64 * 6_400_000 + 6_400_000 + 64)
     monkeypatch.setattr(sae_mod, "available_memory", lambda device: 8 << 30)
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ValueError, match="needs at least") as e:
         check_fits([cfg], torch.device("cpu"), tokens_per_step=4 * 257, training=True)
     msg = str(e.value)
     assert "expansion_factor=100000" in msg and "GiB" in msg and "8.0 GiB is available" in msg
@@ -1086,7 +1086,7 @@ def test_top_k_larger_than_the_dataset_warns(caplog) -> None:
     with caplog.at_level(logging.WARNING):
         st = encode_pass(sae, Store(), top_k=10, progress=False)
     assert "top_k=10 exceeds the 3 image(s)" in caplog.text and st.top_indices.shape == (8, 10)
-    with pytest.raises(ValueError, match="EncodeConfig.tau"):
+    with pytest.raises(ValueError, match=r"EncodeConfig\.tau"):
         encode_pass(sae, Store(), tau=float("nan"), progress=False)
 
 
@@ -1123,7 +1123,7 @@ def test_probe_empty_thresholds_and_missing_class(monkeypatch, caplog) -> None:
             above_threshold(m, bad)
         with pytest.raises(ValueError, match="NaN"):
             concept_counts(m, [bad])
-    with pytest.raises(ValueError, match="at least 2 classes.*'A'"):
+    with pytest.raises(ValueError, match=r"at least 2 classes.*'A'"):
         probe.cross_validate(X[:10], y[:10])
     Xn = X.copy()
     Xn[3, 2] = np.nan

@@ -62,7 +62,7 @@ def test_published_mll23_figures(official) -> None:
 
 
 @pytest.mark.parametrize(
-    "ds,n", [("acevedo", 3816), ("matek", 4116), ("bmc", 4025), ("hehr", 3860)]
+    ("ds", "n"), [("acevedo", 3816), ("matek", 4116), ("bmc", 4025), ("hehr", 3860)]
 )
 def test_published_counts_at_minus3(official, ds: str, n: int) -> None:
     st = official(ds)

@@ -53,7 +53,7 @@ def test_bad_overrides_name_the_key(overrides, message):
 
 def test_paper_has_no_synthetic_keys_and_profile_must_be_a_name():
     assert not any(k.startswith("synth.") for k in override_keys(get_profile("paper")))
-    with pytest.raises(ValueError, match="unknown override key 'synth.seed'"):
+    with pytest.raises(ValueError, match=r"unknown override key 'synth.seed'"):
         get_profile("paper", {"synth.seed": 1})
     with pytest.raises(ValueError, match="profile must be a name"):
         get_profile(3)  # type: ignore[arg-type]

@@ -116,7 +116,7 @@ def test_align_patch_fractions(tmp_path) -> None:
     out = align_patch_fractions(gt, tmp_path, man)
     np.testing.assert_array_equal(out.ravel(), [0.0, 1.0])
     man2 = pd.DataFrame({"path": [str(tmp_path / "c.png")]})
-    with pytest.raises(ValueError, match="c.png"):
+    with pytest.raises(ValueError, match=r"c.png"):
         align_patch_fractions(gt, tmp_path, man2)
 
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from cytosae.cli import main
-from cytosae.synth import SynthConfig, load_groundtruth, write_all
 from cytosae.data.catalog import MLL23_CLASSES
+from cytosae.synth import SynthConfig, load_groundtruth, write_all
 from cytosae.synth.cohort import DIFF_COLUMNS, METADATA_COLUMNS, make_cohort
 from cytosae.synth.groundtruth import patch_fractions_from_masks
 from cytosae.synth.layouts import (

@@ -57,7 +57,7 @@ def _ids(batch: torch.Tensor) -> list[int]:
     return batch[:, 0, 0].round().to(torch.int64).tolist()
 
 
-@pytest.fixture()
+@pytest.fixture
 def store(tmp_path: Path) -> TokenStore:
     return TokenStore(_make_store(tmp_path / "s", [7, 7, 7, 7, 7, 3]))
 

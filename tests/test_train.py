@@ -51,7 +51,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path: Path) -> None:
     again = train_sae(x, SAE, TRAIN, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "sae.safetensors").stat().st_mtime_ns == mtime
     assert torch.equal(again.sae.W_enc, full.sae.W_enc) and len(again.history) == len(full.history)
-    with pytest.raises(CheckpointError, match="run.json.*different run"):
+    with pytest.raises(CheckpointError, match=r"run.json.*different run"):
         train_sae(x, SAE.replace(l1_coefficient=1.0), TRAIN, tmp_path / "run", progress=False)
 
 

@@ -99,7 +99,7 @@ def patch_latents(
         DataFrame ``latent``, ``activation``, ``dropped``, ``top`` for every latent with activation
         > 0, sorted by activation descending (ties by latent index).
     """
-    tok = patch_to_token(patch_index, int(round((tokens_TD.shape[0] - 1) ** 0.5)))
+    tok = patch_to_token(patch_index, round((tokens_TD.shape[0] - 1) ** 0.5))
     f_S = sae.encode(tokens_TD[tok : tok + 1].float())[0].cpu().numpy()
     act = np.flatnonzero(f_S > 0)
     vals = f_S[act]
@@ -244,10 +244,10 @@ def _grid(acts: np.ndarray) -> np.ndarray:
     if a.ndim == 2:
         return a
     n = a.shape[0]
-    g = int(round(n**0.5))
+    g = round(n**0.5)
     if g * g == n:
         return a.reshape(g, g)
-    g = int(round((n - 1) ** 0.5))
+    g = round((n - 1) ** 0.5)
     if g * g == n - 1:
         return a[1:].reshape(g, g)  # drop CLS
     raise ValueError(f"cannot arrange {n} activations on a square grid (with or without CLS)")

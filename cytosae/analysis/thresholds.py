@@ -35,7 +35,9 @@ def check_threshold(threshold: float, where: str = "threshold") -> float:
     try:
         t = float(threshold)
     except (TypeError, ValueError):
-        raise ValueError(f"{where} must be a number (log10 mean activation), got {threshold!r}")
+        raise ValueError(
+            f"{where} must be a number (log10 mean activation), got {threshold!r}"
+        ) from None
     if np.isnan(t):
         raise ValueError(f"{where} must be a number (log10 mean activation), got NaN")
     return t

@@ -42,9 +42,9 @@ _FILE = "official_stats.npz"
 
 @cache
 def _arrays() -> dict[str, np.ndarray]:
-    with resources.files("cytosae.interop").joinpath("data", _FILE).open("rb") as f:
-        with np.load(f, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+    path = resources.files("cytosae.interop").joinpath("data", _FILE)
+    with path.open("rb") as f, np.load(f, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def published_stats(dataset: str) -> LatentStats:

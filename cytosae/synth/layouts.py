@@ -269,7 +269,7 @@ def _save(rgb: np.ndarray, path: Path, job: ImageJob, cfg: SynthConfig) -> None:
         Image.fromarray(rgb, "RGB").save(path, format="JPEG", quality=cfg.jpeg_quality)
         return
     if job.rgba:
-        arr = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
+        arr = np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=2)
         img = Image.fromarray(arr, "RGBA")
     else:
         img = Image.fromarray(rgb, "RGB")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 
 import numpy as np
 
@@ -131,7 +132,7 @@ class Scene:
                         c1[e] = rgb
         dc = c1 - c0
         gain = self.shade * self.illum
-        rgb = np.empty(self.owner.shape + (3,), np.float32)
+        rgb = np.empty((*self.owner.shape, 3), np.float32)
         for ch in range(3):
             x = np.take(dc[:, ch], self.owner)
             x *= self.t
@@ -153,7 +154,7 @@ class Scene:
 class _Canvas:
     def __init__(self, H: int, W: int, ppu: float, rng: np.random.Generator) -> None:
         self.H, self.W, self.ppu, self.rng = H, W, ppu, rng
-        self.stride = max(1, int(round(_REF_PPU / ppu)))
+        self.stride = max(1, round(_REF_PPU / ppu))
         while self.stride > 1 and max(H, W) * self.stride > _BANK:
             self.stride -= 1
         self.owner = np.zeros((H, W), np.uint8)
@@ -330,7 +331,7 @@ def _nucleus_mask(
             o = rng.uniform(0, np.pi)
             ua, vb = _rot(b - cb, a - ca, o)
             m |= (ua / rl) ** 2 + (vb / (rl * q)) ** 2 < 1
-        for p0, p1 in zip(cen[:-1], cen[1:]):
+        for p0, p1 in itertools.pairwise(cen):
             dd, _ = _segment_dist(a, b, p0, p1)
             m |= dd < rn * rng.uniform(0.06, 0.1)
         return m

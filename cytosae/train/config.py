@@ -67,7 +67,7 @@ class TrainConfig(JsonConfig):
         for name in (*ints, "stop_after_steps"):
             v = getattr(self, name)
             if not isinstance(v, numbers.Integral) or isinstance(v, bool):
-                raise ValueError(f"TrainConfig.{name} must be an integer, got {v!r}")  # noqa: TRY004
+                raise ValueError(f"TrainConfig.{name} must be an integer, got {v!r}")
         for name in ("lr", "dense_threshold", "sparse_density_threshold"):
             v = getattr(self, name)
             if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v):

@@ -162,7 +162,7 @@ def save_state(
     """Write the state after ``step`` steps (rank 0; every rank waits for it)."""
     if ddp.rank() == 0:
         epoch, batch = batch_position(src, tcfg.batch_images, step)
-        np_state = np.random.get_state()
+        np_state = np.random.get_state()  # noqa: NPY002 - the legacy global RNG, saved for resume
         meta = {
             "step": step,
             "data_position": {"epoch": epoch, "batch": batch},
@@ -198,7 +198,7 @@ def load_state(out_dir: Path, trainers: Sequence[SAETrainer], record: dict[str, 
     step = int(meta["step"])
     torch.set_rng_state(read_tensors(folder / "rng.safetensors")["torch"])
     np_state = meta["numpy_rng"]
-    np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))
+    np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))  # noqa: NPY002
     log.info("resuming %s at step %d", out_dir, step)
     if ddp.rank() == 0:
         metrics.truncate_history(out_dir, step)

@@ -55,7 +55,7 @@ def pin_determinism(seed: int = 0, threads: int | None = None) -> None:
     threads = threads or min(2, os.cpu_count() or 1)
     torch.set_num_threads(threads)
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - seeds the legacy global RNG that user code may use
     torch.manual_seed(seed)
 
 
@@ -100,5 +100,4 @@ def setup(namespace: Mapping[str, Any], *, seed: int = 0, progress: bool = False
         }
     )
     pipe = Pipeline(namespace["profile"], progress=progress, overrides=namespace.get("overrides"))
-    print(pipe.banner())
     return pipe

@@ -126,7 +126,9 @@ def _typed(cls: type, field: str, value: Any, key: str) -> Any:
         return value
     expected = typing.get_origin(base) or base
     ok = isinstance(value, expected) if isinstance(expected, type) else True
-    if expected is int and isinstance(value, bool) or expected is float and isinstance(value, bool):
+    if (expected is int and isinstance(value, bool)) or (
+        expected is float and isinstance(value, bool)
+    ):
         ok = False
     if not ok:
         raise ValueError(
