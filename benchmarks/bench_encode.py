@@ -54,7 +54,7 @@ def make_sae(d_in: int, d_sae: int) -> torch.nn.Module:
         with torch.no_grad():
             sae.b_enc.fill_(-1.5)  # a sparse code, as after training
         return sae
-    except Exception:
+    except Exception:  # noqa: BLE001 - fall back to a plain ReLU encoder
 
         class Enc(torch.nn.Module):
             def __init__(self) -> None:

@@ -211,7 +211,7 @@ def run_cli(
             torch.set_num_threads(1)
             _install_fault(kill)
             rc = main(argv)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - report anything to the parent
             traceback.print_exc()
             rc = 99
         finally:

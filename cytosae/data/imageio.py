@@ -232,7 +232,7 @@ def _upright(im: Image.Image, path: Path) -> Image.Image:
     """``im`` turned upright by its EXIF orientation (as Hugging Face ``datasets`` does)."""
     try:
         orientation = im.getexif().get(ExifTags.Base.Orientation)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a corrupt EXIF block is no reason to lose the image
         log.debug("%s: unreadable EXIF ignored (%s)", printable_path(path), exc)
         return im
     if orientation in (None, 1):
@@ -276,7 +276,7 @@ def try_read_rgb(path: str | Path, *, alpha: str = "drop") -> tuple[Image.Image 
             return None, "not an image"
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             return None, f"image too large: {exc}"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is a reason, not a crash
             return None, f"truncated or corrupt image data ({type(exc).__name__}: {exc})"
         try:
             with im:
@@ -296,7 +296,7 @@ def try_read_rgb(path: str | Path, *, alpha: str = "drop") -> tuple[Image.Image 
             return None, "image too large (out of memory while decoding)"
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             return None, f"truncated or corrupt image data ({exc})"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is a reason, not a crash
             return None, f"truncated or corrupt image data ({type(exc).__name__}: {exc})"
     if rgb.width == 0 or rgb.height == 0:
         return None, "empty image (0 pixels)"

@@ -280,7 +280,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             "cytosae never unpickles arbitrary objects. Get the published file again "
             f"(expected {expected})"
         ) from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - corrupt zip, truncated, not a torch file, ...
         raise BackboneWeightsError(
             f"could not read {path} as {expected}: {type(exc).__name__}: {_safe_detail(exc)}"
         ) from None

@@ -85,7 +85,9 @@ class SAEConfig(JsonConfig):
         for name in ("d_in", "expansion_factor", "k", "dead_feature_window", "aux_k", "seed"):
             v = getattr(self, name)
             if not isinstance(v, numbers.Integral) or isinstance(v, bool):
-                raise ValueError(f"SAEConfig.{name} must be an integer, got {v!r}")
+                raise ValueError(
+                    f"SAEConfig.{name} must be an integer, got {v!r}"
+                )  # a TypeError would be apt; ValueError keeps one error type for bad config values
         for name in ("l1_coefficient", "aux_k_coefficient"):
             v = getattr(self, name)
             if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v):

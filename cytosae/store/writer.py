@@ -43,7 +43,7 @@ class ShardWriter:
                 write_shard(self._folder, k, tokens_NTD, info)
                 if self._on_written is not None:
                     self._on_written(k)
-            except BaseException as e:
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
                 self._error = e
 
     def _raise(self) -> None:

@@ -67,7 +67,9 @@ class TrainConfig(JsonConfig):
         for name in (*ints, "stop_after_steps"):
             v = getattr(self, name)
             if not isinstance(v, numbers.Integral) or isinstance(v, bool):
-                raise ValueError(f"TrainConfig.{name} must be an integer, got {v!r}")
+                raise ValueError(
+                    f"TrainConfig.{name} must be an integer, got {v!r}"
+                )  # a TypeError would be apt; ValueError keeps one error type for bad config values
         for name in ("lr", "dense_threshold", "sparse_density_threshold"):
             v = getattr(self, name)
             if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v):

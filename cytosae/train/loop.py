@@ -141,7 +141,7 @@ def _image_rows(src: Any, tcfg: TrainConfig, epoch: int, start: int, n: int) -> 
         else:
             return None
         return [int(i) for i in order[start : start + n]]
-    except Exception:
+    except Exception:  # noqa: BLE001 - only a diagnosis
         return None
 
 
@@ -175,7 +175,7 @@ def _nonfinite_images(src: Any, tcfg: TrainConfig, epoch: int, start: int, batch
         cand = [rows[i] for i in bad]
         try:  # confirm from the source itself that these images are the non-finite ones
             ok = not bool(torch.isfinite(src.get(cand)).flatten(1).all(1).any())
-        except Exception:
+        except Exception:  # noqa: BLE001
             ok = hasattr(src, "order")
         if ok:
             return f"non-finite token values in {_describe_images(src, cand)}{store}"

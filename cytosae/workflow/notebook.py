@@ -100,4 +100,5 @@ def setup(namespace: Mapping[str, Any], *, seed: int = 0, progress: bool = False
         }
     )
     pipe = Pipeline(namespace["profile"], progress=progress, overrides=namespace.get("overrides"))
+    print(pipe.banner())  # noqa: T201 - the banner is the notebook's first output
     return pipe
