@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     "train_many": "cytosae.train",
     "save_sae": "cytosae.train.checkpoint",
     "load_sae": "cytosae.train.checkpoint",
+    "load_any_sae": "cytosae.train.pretrained",
     "EncodeConfig": "cytosae.analysis.latents",
     "LatentStats": "cytosae.analysis.latents",
     "encode_pass": "cytosae.analysis.latents",

@@ -32,15 +32,29 @@ from cytosae.workflow.notebook import setup
 
 pipe = setup(globals())
 
+# %% [markdown]
+# On real data (`profile=paper`) there is no synthetic world to show: the next cell says so and
+# prints instead what `cytosae check-data` finds in the folders the profile reads (image headers
+# only; run the command itself to decode every image), and the synthetic cells are skipped.
+
+# %%
+if not pipe.synthetic:
+    from cytosae.cli.check_data import format_dataset
+
+    print("real data: no synthetic world to show (its cells are skipped); the data, by check-data:")
+    for report in pipe.check_data().values():
+        print(format_dataset(report))
+
 # %%
 import numpy as np
 
 from cytosae.analysis.retrieval import load_image
 from cytosae.plotting import figures
 
-fig, grid = figures.gallery_figure(size=112)
-pipe.show(fig, "synthetic_gallery")
-print(f"{len(grid['rows'])} cell types x {len(grid['cols'])} stain domains")
+if pipe.synthetic:
+    fig, grid = figures.gallery_figure(size=112)
+    pipe.show(fig, "synthetic_gallery")
+    print(f"{len(grid['rows'])} cell types x {len(grid['cols'])} stain domains")
 
 # %% [markdown]
 # Realism check: renders beside the real MLL23 eosinophil of the paper's Fig. 3, the one real
@@ -48,19 +62,21 @@ print(f"{len(grid['rows'])} cell types x {len(grid['cols'])} stain domains")
 # its source is in the README beside it).
 
 # %%
-fig, realism = figures.realism_figure()
-pipe.show(fig, "synthetic_realism")
+if pipe.synthetic:
+    fig, realism = figures.realism_figure()
+    pipe.show(fig, "synthetic_realism")
 
 # %% [markdown]
 # Ground truth of one synthetic MLL23-like eosinophil: the image and its concept masks.
 
 # %%
-gt = pipe.groundtruth("mll23")
-i = int(np.flatnonzero(gt.index["cell_type"].to_numpy() == "eosinophil")[0])
-rgb = np.asarray(load_image(gt.root / gt.index["relpath"][i]))
-fig, drawn = figures.masks_figure(rgb, gt.masks(i))
-pipe.show(fig, "synthetic_masks")
-print("concepts present:", ", ".join(drawn["concepts"]))
+if pipe.synthetic:
+    gt = pipe.groundtruth("mll23")
+    i = int(np.flatnonzero(gt.index["cell_type"].to_numpy() == "eosinophil")[0])
+    rgb = np.asarray(load_image(gt.root / gt.index["relpath"][i]))
+    fig, drawn = figures.masks_figure(rgb, gt.masks(i))
+    pipe.show(fig, "synthetic_masks")
+    print("concepts present:", ", ".join(drawn["concepts"]))
 
 # %% [markdown]
 # The AML Hehr-like cohort: each patient's cell-type make-up, grouped by disease.
@@ -68,17 +84,18 @@ print("concepts present:", ", ".join(drawn["concepts"]))
 # %%
 import pandas as pd
 
-from cytosae.synth.layouts import hehr_cohort
+if pipe.synthetic:
+    from cytosae.synth.layouts import hehr_cohort
 
-meta = pd.read_csv(pipe.dataset_root("hehr") / "metadata.csv")
-print(
-    meta.groupby("bag_label")
-    .agg(patients=("patient_id", "count"), images=("instance_count", "sum"))
-    .to_string()
-)
-fig, cohort = figures.cohort_figure(hehr_cohort(pipe.profile.synth))
-pipe.show(fig, "synthetic_cohort")
+    meta = pd.read_csv(pipe.dataset_root("hehr") / "metadata.csv")
+    print(
+        meta.groupby("bag_label")
+        .agg(patients=("patient_id", "count"), images=("instance_count", "sum"))
+        .to_string()
+    )
+    fig, cohort = figures.cohort_figure(hehr_cohort(pipe.profile.synth))
+    pipe.show(fig, "synthetic_cohort")
 
 # %%
 sizes = {name: len(pipe.manifest(name)) for name in pipe.profile.eval_datasets}
-print("images per synthetic dataset:", sizes)
+print("images per synthetic dataset:" if pipe.synthetic else "images per dataset:", sizes)

@@ -20,6 +20,8 @@
 # grads with a 64-step dead window, unit-norm decoder, geometric-median decoder bias, Adam with a
 # linear warm-up, all 257 tokens of each image. The `default` profile trains a small SAE on the
 # tokens of the SYNTHETIC MLL23-like images from a random-init DinoBloom-B (see the banner below).
+# With a pretrained SAE (`pretrained_sae`, e.g. the authors' release) there is nothing to train:
+# the next cell says so and the training cells are skipped.
 
 # %% tags=["parameters"]
 profile: str = "default"  # smoke | default | paper
@@ -31,31 +33,38 @@ from cytosae.workflow.notebook import setup
 pipe = setup(globals())
 
 # %%
-from cytosae.plotting import figures
-
-history = pipe.train_history()
-print("SAE:", pipe.profile.sae.to_json(indent=None))
-print("training:", pipe.profile.train.to_json(indent=None))
-cols = [
-    c
-    for c in ("step", "mse", "explained_variance", "l1", "l0", "dead_frac", "dense_frac")
-    if c in history
-]
-print(history[cols].round(3).iloc[[0, len(history) // 2, -1]].to_string(index=False))
+if pipe.pretrained:
+    print(f"nothing to train: this run uses {pipe.sae_description()}; the cells below are skipped")
 
 # %%
-fig, _ = figures.training_curves(history, tag=pipe.tag())
-pipe.show(fig, "sae_training")
+from cytosae.plotting import figures
+
+if not pipe.pretrained:
+    history = pipe.train_history()
+    print("SAE:", pipe.profile.sae.to_json(indent=None))
+    print("training:", pipe.profile.train.to_json(indent=None))
+    cols = [
+        c
+        for c in ("step", "mse", "explained_variance", "l1", "l0", "dead_frac", "dense_frac")
+        if c in history
+    ]
+    print(history[cols].round(3).iloc[[0, len(history) // 2, -1]].to_string(index=False))
+
+# %%
+if not pipe.pretrained:
+    fig, _ = figures.training_curves(history, tag=pipe.tag())
+    pipe.show(fig, "sae_training")
 
 # %% [markdown]
 # Ghost grads: the same run without them. The paper reports a dead fraction of 0.92 without and
 # 0.57 with ghost grads (latents that have not fired for 64 steps are dead).
 
 # %%
-no_ghost = pipe.train_history(pipe.profile.sae.replace(use_ghost_grads=False))
-fig, _ = figures.ghost_grads_comparison(history, no_ghost, tag=pipe.tag())
-pipe.show(fig, "sae_ghost_grads")
-print(
-    f"final dead fraction: {history['dead_frac'].iloc[-1]:.2f} with ghost grads, "
-    f"{no_ghost['dead_frac'].iloc[-1]:.2f} without; final L0 {history['l0'].iloc[-1]:.1f} vs {no_ghost['l0'].iloc[-1]:.1f}"
-)
+if not pipe.pretrained:
+    no_ghost = pipe.train_history(pipe.profile.sae.replace(use_ghost_grads=False))
+    fig, _ = figures.ghost_grads_comparison(history, no_ghost, tag=pipe.tag())
+    pipe.show(fig, "sae_ghost_grads")
+    print(
+        f"final dead fraction: {history['dead_frac'].iloc[-1]:.2f} with ghost grads, "
+        f"{no_ghost['dead_frac'].iloc[-1]:.2f} without; final L0 {history['l0'].iloc[-1]:.1f} vs {no_ghost['l0'].iloc[-1]:.1f}"
+    )

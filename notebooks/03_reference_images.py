@@ -20,7 +20,8 @@
 # (k = 10) on (log mean activation, log frequency) and 5 are sampled per cluster (seed 42). For a
 # few of them we show the maximally activating images in four datasets, and we write an expert
 # review sheet (HTML + CSV) for all sampled latents. On the `default` profile the images are
-# SYNTHETIC.
+# SYNTHETIC. The columns are the profile's other datasets (on the paper's five: Acevedo, Matek19,
+# BMC, AML Hehr; your own cells too when they are in `eval_datasets`).
 
 # %% tags=["parameters"]
 profile: str = "default"  # smoke | default | paper
@@ -46,7 +47,8 @@ print(f"{len(sample)} latents sampled from {sample['cluster'].nunique()} cluster
 print(sample.head(10).round(3).to_string(index=False))
 
 # %%
-datasets = [d for d in ("acevedo", "matek19", "bmc", "hehr") if d in pipe.profile.eval_datasets]
+train_ds = pipe.profile.train_dataset
+datasets = [d for d in pipe.profile.eval_datasets if d != train_ds] or [train_ds]
 sources = {d: (pipe.stats(d), pipe.tokens(d).manifest) for d in datasets}
 show = sample.groupby("cluster").head(1)["latent"].to_numpy()[:n_show]
 fig, _ = figures.reference_image_grid(

@@ -22,7 +22,8 @@
 # ones, and retrieve their reference images in every dataset with segmentation maps (patch
 # activations times patches, as in the paper; the code's binary variant is `mode="binary"`).
 # Patch indices are 0-based on the 16x16 grid, row-major; token = patch + 1 (token 0 is CLS).
-# On the `default` profile the cells are SYNTHETIC, so we can pick the granule patch from ground truth.
+# On the `default` profile the cells are SYNTHETIC, so we can pick the granule patch from ground truth;
+# on real data the query is the paper's example, patch 57 of the first `cell_type` image.
 
 # %% tags=["parameters"]
 profile: str = "default"  # smoke | default | paper
@@ -35,6 +36,7 @@ max_mean_act: float = (
     -1.0
 )  # > 0: also drop latents with dataset mean activation above it (official code: 0.1)
 n_images: int = 3  # reference images per dataset
+cell_type: str = "eosinophil"  # label of the query image (your own cells: one of your labels)
 
 # %%
 from cytosae.workflow.notebook import setup
@@ -50,12 +52,13 @@ ds = pipe.profile.train_dataset
 store, stats = pipe.tokens(ds), pipe.stats(ds)
 man = store.manifest
 granules = None  # without ground truth: the paper's example, patch 57 of the first eosinophil
-if pipe.synthetic:  # the eosinophil patch with the most granule area, from ground truth
+# synthetic world: the eosinophil patch with the most granule area, from ground truth
+if pipe.synthetic and cell_type == "eosinophil":
     gt = pipe.groundtruth(ds)
     granules = align_patch_fractions(gt, pipe.dataset_root(ds), man)[
         :, gt.concept_index("granule_eosinophilic")
     ]
-image_index, patch = retrieval.query_patch(man["label"], granules, cell_type="eosinophil")
+image_index, patch = retrieval.query_patch(man["label"], granules, cell_type=cell_type)
 tokens = store.get([image_index])[0]
 hits = retrieval.patch_latents(
     pipe.sae,

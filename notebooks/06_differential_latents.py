@@ -66,3 +66,5 @@ pipe.show(fig, "fig5_differential_latents")
 if pipe.synthetic:
     refs["cell_type"] = groundtruth_cell_types(pipe.groundtruth("hehr"), refs["path"])
     print(refs.groupby("direction")["cell_type"].value_counts().to_string())
+else:
+    print("real data: no cell type per image to count (skipped); an expert reads the images above")

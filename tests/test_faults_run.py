@@ -1161,7 +1161,7 @@ def test_notebook_parameters_and_profiles(tmp_path: Path) -> None:
         run_notebooks(tmp_path, profile="smoke", extra={"nope": 1}, out_dir=tmp_path / "o")
     for argv, needle in [
         (["-p", "profile", "3"], "must be the name of a profile"),
-        (["--profile", "fast"], "must be the name of a profile"),
+        (["--profile", "fast"], "unknown profile 'fast'; choose one of"),
     ]:
         rc, text = run_cli(["notebooks", "--notebooks", str(tmp_path), *argv])
         assert rc == 2 and needle in text and "'int' object" not in text, text

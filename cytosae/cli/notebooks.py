@@ -75,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
             extra[k] = v
     if args.overrides:
         extra["overrides"] = parse_sets(args.overrides)
+    from cytosae.workflow.pipeline import Pipeline
+
+    # fail before the first kernel starts: an unknown --set key, a pretrained SAE that is
+    # missing, not an SAE or of the wrong width (the constructor computes no stage)
+    Pipeline(args.profile, overrides=extra.get("overrides"), progress=False)
     t0 = time.perf_counter()
     try:
         times = run_notebooks(

@@ -1,4 +1,8 @@
-"""``cytosae train``: train a sparse autoencoder on a token store (resumes an interrupted run)."""
+"""``cytosae train``: train a sparse autoencoder on a token store (resumes an interrupted run).
+
+``--init PATH`` starts from given weights (the authors' ``.pt`` or a cytosae SAE folder; ``env``:
+``$CYTOSAE_SAE``) instead of the random init; ``--n-latents N`` sets any width.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", required=True, type=Path, help="run folder (resumed if it holds a trainer state)"
     )
+    parser.add_argument(
+        "--init",
+        default=None,
+        metavar="PATH",
+        help="start from these weights: the authors' .pt or a cytosae SAE folder (env: "
+        "$CYTOSAE_SAE); without --n-latents/--expansion-factor the width follows the file",
+    )
     add_config_arguments(
         parser.add_argument_group("SAE"), SAEConfig, skip=("d_in",), aliases=_SAE_ALIASES
     )
@@ -49,9 +60,15 @@ def run(args: argparse.Namespace) -> int:
     from cytosae.train import train_sae
 
     store = TokenStore(args.store)
-    sae_cfg = config_from_args(SAEConfig, args, d_in=int(store.d_model))
+    width: dict[str, int] = {}
+    if args.init is not None and args.n_latents is None and args.expansion_factor is None:
+        from cytosae.train.pretrained import sae_config_of
+
+        init_cfg = sae_config_of(args.init)  # the width of the file being continued
+        width = {"expansion_factor": init_cfg.expansion_factor, "n_latents": init_cfg.n_latents}
+    sae_cfg = config_from_args(SAEConfig, args, d_in=int(store.d_model), **width)
     tcfg = config_from_args(TrainConfig, args)
-    res = train_sae(store, sae_cfg, tcfg, args.out, progress=not args.quiet)
+    res = train_sae(store, sae_cfg, tcfg, args.out, progress=not args.quiet, init=args.init)
     if len(res.history):
         last = res.history.iloc[-1]
         log.info(

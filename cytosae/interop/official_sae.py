@@ -183,12 +183,21 @@ def load_official(
         raise CheckpointError(f"{p}: state_dict lacks W_enc (keys: {sorted(sd)})")
     d_in, d_sae = (int(s) for s in sd["W_enc"].shape)
     d_in = int(cfg.get("d_in", d_in))
-    if d_sae % d_in:
-        raise CheckpointError(f"{p}: d_sae={d_sae} is not a multiple of d_in={d_in}")
+    if "d_sae" in cfg and int(cfg["d_sae"]) != d_sae:
+        raise CheckpointError(
+            f"{p}: cfg d_sae={cfg['d_sae']} disagrees with W_enc shape {(d_in, d_sae)}"
+        )
+    if d_sae % d_in == 0:
+        width = {"expansion_factor": d_sae // d_in}
+    else:  # any width (the authors' code makes multiples; other implementations need not)
+        width = {
+            "expansion_factor": int(cfg.get("expansion_factor", 0)) or max(1, d_sae // d_in),
+            "n_latents": d_sae,
+        }
     b_init = str(cfg.get("b_dec_init_method", "geometric_median"))
     sae_cfg = SAEConfig(
         d_in=d_in,
-        expansion_factor=d_sae // d_in,
+        **width,
         l1_coefficient=float(cfg.get("l1_coefficient", 8e-5)),
         use_ghost_grads=bool(cfg.get("use_ghost_grads", True)),
         dead_feature_window=int(cfg.get("dead_feature_window", 64)),
@@ -197,7 +206,11 @@ def load_official(
         ),
         seed=int(cfg.get("seed", 42)),
     )
-    if "expansion_factor" in cfg and int(cfg["expansion_factor"]) != sae_cfg.expansion_factor:
+    if (
+        "expansion_factor" in cfg
+        and int(cfg["expansion_factor"]) != sae_cfg.expansion_factor
+        and not sae_cfg.n_latents
+    ):
         raise CheckpointError(
             f"{p}: cfg expansion_factor={cfg['expansion_factor']} disagrees with W_enc shape {(d_in, d_sae)}"
         )

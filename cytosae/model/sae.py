@@ -22,7 +22,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +45,11 @@ class SAEConfig(JsonConfig):
 
     Attributes:
         d_in: Width of the input tokens (768 for DinoBloom-B).
-        expansion_factor: ``d_sae = d_in * expansion_factor`` (paper: 64).
+        expansion_factor: ``d_sae = d_in * expansion_factor`` (paper: 64) unless ``n_latents``
+            is set.
+        n_latents: The number of latents ``d_sae`` when > 0, any width (not only a multiple of
+            ``d_in``); 0 (default) means ``d_in * expansion_factor``. Left out of ``to_dict``
+            when 0, so configs, cache keys and checkpoints from before it are unchanged.
         activation: "relu" (paper) | "topk" | "batchtopk".
         k: Active latents per token for the TopK family (batch average for BatchTopK).
         l1_coefficient: Weight of the L1 sparsity loss (ReLU only; ignored for TopK family).
@@ -66,6 +70,7 @@ class SAEConfig(JsonConfig):
 
     d_in: int = 768
     expansion_factor: int = 64
+    n_latents: int = 0
     activation: Literal["relu", "topk", "batchtopk"] = "relu"
     k: int = 0
     l1_coefficient: float = 8e-5
@@ -98,6 +103,10 @@ class SAEConfig(JsonConfig):
             raise ValueError(f"SAEConfig.expansion_factor must be > 0, got {self.expansion_factor}")
         if self.k < 0:
             raise ValueError(f"SAEConfig.k must be >= 0, got {self.k}")
+        if self.n_latents < 0:
+            raise ValueError(
+                f"SAEConfig.n_latents must be >= 0 (0: d_in * expansion_factor), got {self.n_latents}"
+            )
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"SAEConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}"
@@ -133,7 +142,14 @@ class SAEConfig(JsonConfig):
 
     @property
     def d_sae(self) -> int:
-        return self.d_in * self.expansion_factor
+        """The number of latents: ``n_latents`` when set, else ``d_in * expansion_factor``."""
+        return self.n_latents or self.d_in * self.expansion_factor
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if not self.n_latents:  # the field's default is not written: older digests stay valid
+            out.pop("n_latents")
+        return out
 
 
 @dataclass

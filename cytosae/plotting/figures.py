@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from cytosae.plotting import panels
-from cytosae.plotting import synthetic as synth_panels
 
 __all__ = [
     "barcode_figure",
@@ -54,6 +53,14 @@ def _plt() -> Any:
     return plt
 
 
+def _synth_panels() -> Any:
+    """:mod:`cytosae.plotting.synthetic`, loaded by the synthetic world's figures only: the real
+    path never imports :mod:`cytosae.synth`."""
+    from cytosae.plotting import synthetic
+
+    return synthetic
+
+
 # ---------------------------------------------------------------------- 00: the synthetic world
 def gallery_figure(
     *,
@@ -80,7 +87,7 @@ def gallery_figure(
     from cytosae.synth.stains import DOMAINS
 
     fig, ax = _plt().subplots(figsize=figsize)
-    _, data = synth_panels.plot_gallery(
+    _, data = _synth_panels().plot_gallery(
         ax,
         CELL_TYPES if cell_types is None else cell_types,
         DOMAINS if domains is None else domains,
@@ -111,7 +118,7 @@ def realism_figure(
         ``renders``, ``real_path``).
     """
     fig, axes = _plt().subplots(1, 1 + n_renders, figsize=(2.5 * (1 + n_renders), 2.8))
-    _, data = synth_panels.plot_realism(axes, real_path, seed=seed, cell_type=cell_type)
+    _, data = _synth_panels().plot_realism(axes, real_path, seed=seed, cell_type=cell_type)
     return fig, data
 
 
@@ -127,7 +134,7 @@ def masks_figure(rgb: np.ndarray, masks: np.ndarray) -> tuple[Any, dict[str, Any
         ``concepts``).
     """
     fig, axes = _plt().subplots(1, 2, figsize=(7, 3.6))
-    _, data = synth_panels.plot_masks(axes, rgb, masks)
+    _, data = _synth_panels().plot_masks(axes, rgb, masks)
     return fig, data
 
 
@@ -143,7 +150,7 @@ def cohort_figure(patients: Any, *, top: int = 12) -> tuple[Any, dict[str, Any]]
         The figure and :func:`~cytosae.plotting.synthetic.plot_cohort`'s data.
     """
     fig, ax = _plt().subplots(figsize=(11, 3.6))
-    _, data = synth_panels.plot_cohort(ax, patients, top=top)
+    _, data = _synth_panels().plot_cohort(ax, patients, top=top)
     return fig, data
 
 

@@ -33,8 +33,15 @@ from cytosae.hardware import resolve_device
 from cytosae.locks import FolderLock, FolderLocked, remove_stale_lock
 from cytosae.model.sae import SAEConfig, SparseAutoencoder, check_fits
 from cytosae.train import metrics, state
-from cytosae.train.checkpoint import CheckpointError, load_sae, load_sae_config, save_sae
+from cytosae.train.checkpoint import (
+    CheckpointError,
+    load_sae,
+    load_sae_config,
+    load_state_into,
+    save_sae,
+)
 from cytosae.train.config import TrainConfig
+from cytosae.train.pretrained import init_digest, init_tensors
 from cytosae.train.source import as_source, b_dec_sample, batch_position, step_batches
 from cytosae.train.tracking import open_wandb
 from cytosae.train.trainer import NonFiniteError, SAETrainer, init_b_dec_, parameters_finite
@@ -218,6 +225,7 @@ def train_many(
     *,
     progress: bool = True,
     single_layout: bool = False,
+    init: Sequence[Any] | None = None,
 ) -> list[TrainResult]:
     """Train several SAEs on one pass over ``data`` (each batch read once, fed to every SAE).
 
@@ -231,6 +239,8 @@ def train_many(
             and the completion marker (:data:`cytosae.atomic.COMPLETE`) at the end.
         progress: Show a tqdm bar (tokens/s).
         single_layout: Write the one SAE's files directly into ``out_dir``.
+        init: Initial weights, one entry per config (``None``: the usual initialisation): an
+            SAE, a state dict or a path to either SAE format (see :func:`train_sae`).
 
     Returns:
         One :class:`TrainResult` per config, in order.
@@ -256,7 +266,10 @@ def train_many(
             )
     out = Path(out_dir)
     dirs = _sae_dirs(out, len(cfgs), single_layout)
+    inits = _init_sets(init, cfgs)
     record = state.run_record(train_cfg, cfgs, src)
+    if any(t is not None for t in inits):  # the record of a run without init is unchanged
+        record["init"] = [None if t is None else init_digest(t) for t in inits]
 
     if is_complete(out):
         state.check_same_run(out, record)
@@ -277,7 +290,7 @@ def train_many(
     try:
         if rank == 0 and out.is_dir():
             remove_stale_temps(out, recursive=True)  # left by a killed run (we hold the lock)
-        return _train_locked(src, cfgs, train_cfg, out, dirs, record, device, progress)
+        return _train_locked(src, cfgs, train_cfg, out, dirs, record, device, progress, inits)
     finally:
         if lock is not None:
             lock.release()
@@ -292,14 +305,20 @@ def _train_locked(
     record: dict[str, Any],
     device: torch.device,
     progress: bool,
+    inits: list[Any],
 ) -> list[TrainResult]:
     rank = ddp.rank()
     trainers = [SAETrainer(c, train_cfg, device) for c in cfgs]
     start_step = state.load_state(out, trainers, record)
     if start_step is None:
         state.begin_run(out, record)
+        for tr, t in zip(trainers, inits):
+            if t is not None:
+                load_state_into(tr.sae, t, Path("init"))
+        # given weights keep their b_dec; the others get the configured data init
+        fresh = [tr for tr, t in zip(trainers, inits) if t is None]
         try:
-            init_b_dec_(trainers, src, train_cfg, device)
+            init_b_dec_(fresh, src, train_cfg, device)
         except NonFiniteError as exc:
             found = _nonfinite_images(src, train_cfg, 0, 0, b_dec_sample(src, train_cfg))
             reason = f"{found} (the token store is damaged: recompute it)" if found else str(exc)
@@ -413,14 +432,55 @@ def train_sae(
     out_dir: str | Path,
     *,
     progress: bool = True,
+    init: Any = None,
 ) -> TrainResult | list[TrainResult]:
     """Train one SAE (files directly in ``out_dir``) or, given a list of configs, several on one pass.
 
     Resumes from the trainer state in ``out_dir`` when there is one; on a finished ``out_dir`` it
     only loads. See :func:`train_many` for the layout.
+
+    Args:
+        data: Your activations as a ``Tensor`` ``(N, T, D)`` (N images of T tokens) or ``(N, D)``
+            (one token each), or a token store (:class:`cytosae.store.TokenStore`).
+        sae_cfg: One :class:`~cytosae.model.sae.SAEConfig` (``d_in`` = D; any width with
+            ``n_latents``), or a list of them.
+        train_cfg: The :class:`~cytosae.train.config.TrainConfig`.
+        out_dir: The run folder.
+        progress: Show a progress bar.
+        init: Initial weights instead of the random init and data-initialised ``b_dec``, e.g. to
+            continue from the authors' release or to start from another implementation's
+            weights: a :class:`~cytosae.model.sae.SparseAutoencoder`, a state dict (``W_enc``
+            ``(D, d_sae)``, ``b_enc``, ``W_dec`` ``(d_sae, D)``, ``b_dec``), or a path to either SAE
+            format (our folder or the authors' ``.pt``; ``"env"``: ``$CYTOSAE_SAE``). Shapes must
+            match ``sae_cfg``. Its digest is recorded in ``run.json``. With several configs, a
+            list with one entry (or ``None``) per config.
+
+    Example:
+        >>> res = train_sae(torch.randn(64, 5, 16), SAEConfig(d_in=16, n_latents=50),
+        ...                 TrainConfig(batch_images=8, total_images=64), "out", init=other_sae)
     """
     if isinstance(sae_cfg, SAEConfig):
         return train_many(
-            data, [sae_cfg], train_cfg, out_dir, progress=progress, single_layout=True
+            data,
+            [sae_cfg],
+            train_cfg,
+            out_dir,
+            progress=progress,
+            single_layout=True,
+            init=None if init is None else [init],
         )[0]
-    return train_many(data, list(sae_cfg), train_cfg, out_dir, progress=progress)
+    return train_many(data, list(sae_cfg), train_cfg, out_dir, progress=progress, init=init)
+
+
+def _init_sets(init: Sequence[Any] | None, cfgs: Sequence[SAEConfig]) -> list[Any]:
+    """One checked tensor dict (or None) per config."""
+    if init is None:
+        return [None] * len(cfgs)
+    if isinstance(init, (str, Path)) or not isinstance(init, Sequence):
+        raise TypeError(
+            "train_many(init=...) takes one entry per SAE config (a list); "
+            "train_sae(init=...) takes a single SAE, state dict or path"
+        )
+    if len(init) != len(cfgs):
+        raise ValueError(f"init has {len(init)} entries for {len(cfgs)} SAE configs")
+    return [None if x is None else init_tensors(x, c) for x, c in zip(init, cfgs)]

@@ -8,6 +8,10 @@ inputs, under the runs root (:func:`cytosae.paths.runs_root`)::
     runs/sae/<hash(SAEConfig, TrainConfig, store)>/  trained SAE + history (cytosae.train)
     runs/stats/<hash(sae, store, tau, top_k)>/       latent statistics (cytosae.analysis.latents)
 
+With ``Profile.pretrained_sae`` (the authors' ``.pt`` or a cytosae SAE folder) nothing is trained
+and ``runs/sae/`` is not written: the SAE is read from the file, and the statistics' key uses the
+file's sha256 (``pretrained-<sha256[:16]>``) in place of the training key.
+
 A stage is reused when its folder is complete and computed otherwise, so each
 notebook runs on its own and the second one does not redo the first one's work.
 Folders are written under a temporary name and renamed when complete.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -35,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cytosae.analysis.latents import LatentStats
     from cytosae.model.sae import SAEConfig, SparseAutoencoder
     from cytosae.store.reader import TokenStore
+    from cytosae.train.pretrained import SAEFile
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +98,11 @@ class Pipeline:
         progress: show progress bars.
         overrides: dotted-key settings applied to the profile
             (:func:`cytosae.workflow.profiles.apply_overrides`, e.g. ``{"sae.expansion_factor": 16}``).
+
+    Raises:
+        FileNotFoundError, ValueError: with ``Profile.pretrained_sae``, right away (before any
+            extraction): no file at the path, a file that is not an SAE, or an SAE whose ``d_in``
+            is not the backbone's width.
     """
 
     def __init__(
@@ -105,6 +116,9 @@ class Pipeline:
         self.profile = apply_overrides(base, overrides or {})
         self.runs = Path(runs) if runs is not None else runs_root()
         self.progress = progress
+        self._pretrained: SparseAutoencoder | None = None
+        if self.profile.pretrained_sae:
+            self._pretrained = self._load_pretrained()
 
     # ------------------------------------------------------------------ data
     @property
@@ -116,10 +130,15 @@ class Pipeline:
         p = self.profile
         bb = p.backbone
         weights = "RANDOM-INIT weights" if bb.weights == "random" else f"weights {bb.weights}"
+        if bb.weights == "env":
+            from cytosae.model.backbone import WEIGHTS_ENV
+
+            path = os.environ.get(WEIGHTS_ENV, "").strip()
+            weights = f"weights {Path(path).name if path else '(unset)'} from ${WEIGHTS_ENV}"
         data = "SYNTHETIC blood-smear world (not real cells)" if self.synthetic else "real datasets"
         line = (
             f"profile={p.name}: {data}; backbone {bb.arch} ({weights}), "
-            f"tokens from blocks[{bb.layer}]; SAE x{p.sae.expansion_factor}"
+            f"tokens from blocks[{bb.layer}]; {self.sae_description()}"
         )
         if p.overrides:
             line += "; overrides " + ", ".join(f"{k}={v}" for k, v in p.overrides)
@@ -130,6 +149,9 @@ class Pipeline:
         parts = ["SYNTHETIC data" if self.synthetic else "real data"]
         if self.profile.backbone.weights == "random":
             parts.append("random-init DinoBloom")
+        if self.sae_source is not None:
+            who = "authors'" if self.sae_source.kind == "official" else "pretrained"
+            parts.append(f"{who} SAE {self.sae_source.short[:8]}")
         return ", ".join(parts)
 
     def save_figure(self, fig: Any, name: str) -> tuple[Path, Path]:
@@ -171,9 +193,17 @@ class Pipeline:
         return cached_dir(self.runs / "synth", key, build)
 
     def dataset_root(self, name: str) -> Path:
-        """Root folder of a dataset, in the layout its adapter reads."""
+        """Root folder of a dataset, in the layout its adapter reads.
+
+        A custom dataset (``Profile.custom_datasets``) is always the user's folder, also on a
+        synthetic profile.
+        """
+        if name in self.profile.custom_datasets:
+            return self.profile.real_root(name)
         if name not in DATASET_ROOTS:
-            raise ValueError(f"unknown dataset {name!r}; known: {DATASET_ROOTS}")
+            raise ValueError(
+                f"unknown dataset {name!r}; known: {[*DATASET_ROOTS, *self.profile.custom_datasets]}"
+            )
         if self.synthetic:
             return self.synth_root / DATASET_ROOTS[name]
         return self.profile.real_root(name)
@@ -182,7 +212,33 @@ class Pipeline:
     def manifest(self, name: str) -> pd.DataFrame:
         from cytosae.data.adapters import load_manifest
 
-        return load_manifest(name, self.dataset_root(name))
+        root = self.dataset_root(name)
+        kind = self.profile.dataset_kind(name, root)
+        if kind == name:
+            return load_manifest(name, root)
+        return load_manifest(kind, root, name=name)
+
+    def check_data(self, *, decode: bool = False) -> dict[str, Any]:
+        """``cytosae check-data`` on every dataset the profile reads (real data), by name.
+
+        Headers only by default (seconds; ``decode=True`` decodes every image, as the command
+        does). Returns ``{name: DatasetReport}``; ``cytosae.cli.check_data.format_dataset``
+        prints one.
+        """
+        from cytosae.data.check import check_dataset
+
+        out = {}
+        for name in dict.fromkeys((self.profile.train_dataset, *self.profile.eval_datasets)):
+            root = self.dataset_root(name)
+            out[name] = check_dataset(
+                self.profile.dataset_kind(name, root),
+                root,
+                arch=self.profile.backbone.arch,
+                runs_root=self.runs,
+                decode=decode,
+                progress=False,
+            )
+        return out
 
     def groundtruth(self, name: str) -> Any:
         """Ground truth of a synthetic dataset (pixel masks, patch fractions, cell types)."""
@@ -206,11 +262,84 @@ class Pipeline:
         )
 
     # ------------------------------------------------------------------- SAE
+    @functools.cached_property
+    def sae_source(self) -> SAEFile | None:
+        """The pretrained SAE's file (path, format, sha256), or None when the profile trains one."""
+        if not self.profile.pretrained_sae:
+            return None
+        from cytosae.train.pretrained import sae_file
+
+        return sae_file(self.profile.pretrained_sae)
+
+    @property
+    def pretrained(self) -> bool:
+        """True when the SAE comes from a file (``Profile.pretrained_sae``): nothing is trained."""
+        return bool(self.profile.pretrained_sae)
+
+    def _load_pretrained(self) -> SparseAutoencoder:
+        """Read and check the pretrained SAE (the constructor calls it, so errors come first)."""
+        from cytosae.model.backbone import ARCHS
+        from cytosae.train.checkpoint import CheckpointError
+
+        source = self.sae_source
+        assert source is not None
+        try:
+            sae = source.load()
+        except CheckpointError as exc:
+            raise CheckpointError(
+                f"pretrained_sae={self.profile.pretrained_sae!r} is not an SAE checkpoint: {exc}"
+            ) from exc
+        arch = self.profile.backbone.arch
+        width = ARCHS[arch].embed_dim
+        if sae.cfg.d_in != width:
+            raise ValueError(
+                f"pretrained_sae {source.describe()} takes d_in={sae.cfg.d_in} tokens, but "
+                f"backbone.arch={arch!r} makes {width}-wide tokens; use the backbone the SAE was "
+                "trained on (the authors' release: dinobloom-b, 768)"
+            )
+        return sae
+
+    @property
+    def sae_config(self) -> SAEConfig:
+        """The config of the SAE this run uses: the pretrained file's, else ``profile.sae``."""
+        return self._pretrained.cfg if self._pretrained is not None else self.profile.sae
+
+    def sae_description(self) -> str:
+        """One phrase naming the SAE, for the banner (no stage is computed)."""
+        cfg = self.sae_config
+        width = f"x{cfg.expansion_factor}" if not cfg.n_latents else f"{cfg.d_sae:,} latents"
+        if self.sae_source is not None:
+            return (
+                f"SAE {self.sae_source.describe()}, {cfg.d_sae:,} latents, pretrained "
+                "(not trained here)"
+            )
+        return f"SAE {width}"  # trained on train_dataset by notebook 01 or the first stats call
+
+    @property
+    def sae_key(self) -> str:
+        """What names the SAE in downstream cache keys: the training key (``runs/sae/<key>``), or
+        ``pretrained-<sha256[:16]>`` of the pretrained file(s)."""
+        if self.sae_source is not None:
+            return f"pretrained-{self.sae_source.digest[:16]}"
+        return self.sae_dir().name
+
     def sae_dir(self, sae_cfg: SAEConfig | None = None) -> Path:
-        """Folder of the SAE trained with the profile's config (or ``sae_cfg``, e.g. an ablation)."""
+        """Folder of the SAE trained with the profile's config (or ``sae_cfg``, e.g. an ablation).
+
+        With a pretrained SAE and no ``sae_cfg``: the pretrained folder itself, or, for the
+        authors' ``.pt``, a ``RuntimeError`` (it is one file; use :attr:`sae` and
+        :attr:`sae_source`). Ablations (``sae_cfg`` given) are trained as usual.
+        """
         from cytosae.train import train_sae
 
         p = self.profile
+        if sae_cfg is None and self.sae_source is not None:
+            if self.sae_source.kind == "folder":
+                return self.sae_source.path
+            raise RuntimeError(
+                f"the profile uses the pretrained SAE {self.sae_source.describe()}, a single file "
+                "with no SAE folder or training history; use pipe.sae and pipe.sae_source"
+            )
         cfg = sae_cfg or p.sae
         store = self.tokens(p.train_dataset)
         key = digest(
@@ -236,37 +365,55 @@ class Pipeline:
 
     @functools.cached_property
     def sae(self) -> SparseAutoencoder:
-        """The profile's trained SAE (eval mode, CPU)."""
+        """The profile's SAE (eval mode, CPU): the pretrained one, or the one trained here."""
+        if self._pretrained is not None:
+            return self._pretrained
         from cytosae.train.checkpoint import load_sae
 
         return load_sae(self.sae_dir()).eval()
 
     def train_history(self, sae_cfg: SAEConfig | None = None) -> pd.DataFrame:
-        """Logged training metrics (one row per log step)."""
+        """Logged training metrics (one row per log step).
+
+        Raises:
+            RuntimeError: for the pretrained SAE (``sae_cfg`` None), which was not trained here.
+        """
         import pandas as pd
 
+        if sae_cfg is None and self.sae_source is not None:
+            hist = self.sae_source.path / "metrics.jsonl"
+            if self.sae_source.kind == "folder" and hist.is_file():
+                return pd.read_json(hist, lines=True)
+            raise RuntimeError(
+                f"no training history: the profile uses the pretrained SAE "
+                f"{self.sae_source.describe()}, which was not trained here"
+            )
         return pd.read_json(self.sae_dir(sae_cfg) / "metrics.jsonl", lines=True)
 
     # ----------------------------------------------------------------- stats
     @functools.cache
     def stats(self, name: str) -> LatentStats:
         from cytosae.analysis.latents import LatentStats, encode_pass
+        from cytosae.hardware import resolve_device
 
         p = self.profile
         store = self.tokens(name)
-        sae_key = self.sae_dir().name
         key = digest(
             "stats",
             __version__,
             code_digest("cytosae.analysis.latents"),
-            sae_key,
+            self.sae_key,
             store.digest,
             p.tau,
             p.top_k,
         )
 
         def build(tmp: Path) -> None:
-            stats = encode_pass(self.sae, store, tau=p.tau, top_k=p.top_k, progress=self.progress)
+            # on the training device (a GPU when there is one): x64 on CPU takes hours
+            device = resolve_device(p.train.device)
+            stats = encode_pass(
+                self.sae, store, tau=p.tau, top_k=p.top_k, progress=self.progress, device=device
+            )
             stats.save(tmp)
 
         return LatentStats.load(cached_dir(self.runs / "stats", key, build))

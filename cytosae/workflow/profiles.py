@@ -11,6 +11,14 @@
 * ``paper``   -- the real datasets and DinoBloom-B weights from folders the user names
   (``$CYTOSAE_DATA``, ``$CYTOSAE_DINOBLOOM_WEIGHTS``), the paper's hyper-parameters
   (``blocks[-2]``, x64, 1M training images of 257 tokens); meant for a GPU.
+
+Any profile takes a pretrained SAE instead of training one (``pretrained_sae``: the authors'
+``.pt`` or a cytosae SAE folder; ``"env"``: ``$CYTOSAE_SAE``) and extra datasets of the user's own
+cells (``custom_datasets``: names read from ``$CYTOSAE_DATA_<NAME>`` or ``$CYTOSAE_DATA/<name>``, a
+folder of class sub-folders (``imagefolder`` layout) or a ``.csv`` manifest (``csv`` layout)).
+
+Nothing here imports the synthetic world (:mod:`cytosae.synth`): the synthetic profiles import
+its config when they are built, so the real path never loads it.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,18 +38,41 @@ from cytosae.data.catalog import DATASET_ROOTS
 from cytosae.model.backbone import ARCHS, BackboneConfig
 from cytosae.model.sae import SAEConfig
 from cytosae.store.extract import ExtractConfig
-from cytosae.synth import SynthConfig
 from cytosae.train import TrainConfig
 
 PROFILES = ("smoke", "default", "paper")
 
+#: what a custom dataset's name may look like (it names ``$CYTOSAE_DATA_<NAME>``)
+_DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
 
 @dataclasses.dataclass(frozen=True)
 class Profile(JsonConfig):
-    """Everything a run needs; hashed pieces of it name the cache folders."""
+    """Everything a run needs; hashed pieces of it name the cache folders.
+
+    Attributes:
+        name: ``smoke`` | ``default`` | ``paper``.
+        synth: the synthetic world's :class:`cytosae.synth.SynthConfig`, or None for real data
+            (typed loosely so that this module never imports :mod:`cytosae.synth`).
+        backbone, extract, sae, train: the stages' configs.
+        train_dataset: the dataset the SAE is trained on (Fig. 2A's and Fig. 3's dataset).
+        eval_datasets: the datasets encoded for statistics and reference images.
+        tau, top_k, threshold, seed: the encode pass's Eq. 2 threshold and reference images per
+            latent; the log10 mean-activation threshold; the probe's seed.
+        pretrained_sae: use this SAE instead of training one: the authors' ``.pt`` or a cytosae
+            SAE folder; ``"env"``: ``$CYTOSAE_SAE``; ``""`` (default): train ``sae`` on
+            ``train_dataset``. Cache keys downstream use the file's sha256.
+        custom_datasets: extra datasets of the user's own cells, by name (lowercase, e.g.
+            ``mycells``), each read from ``$CYTOSAE_DATA_<NAME>`` (else ``$CYTOSAE_DATA/<name>``):
+            a folder ``<label>/**/<image>`` (``imagefolder``), or a ``.csv`` file or a folder
+            holding ``manifest.csv`` (``csv``: a ``path`` column, optional ``label``,
+            ``patient``, ``disease``). Name them in ``eval_datasets`` (or ``train_dataset``) to
+            use them.
+        overrides: the dotted-key overrides applied (recorded by :func:`apply_overrides`).
+    """
 
     name: str
-    synth: SynthConfig | None
+    synth: JsonConfig | None
     backbone: BackboneConfig
     extract: ExtractConfig
     sae: SAEConfig
@@ -51,13 +83,23 @@ class Profile(JsonConfig):
     top_k: int = 10
     threshold: float = -3.0
     seed: int = 42
+    pretrained_sae: str = ""
+    custom_datasets: tuple[str, ...] = ()
     overrides: tuple[tuple[str, str], ...] = ()
 
     def validate(self) -> None:
-        for d in (self.train_dataset, *self.eval_datasets):
-            if d not in DATASET_ROOTS:
+        for d in self.custom_datasets:
+            if d in DATASET_ROOTS or not _DATASET_NAME.match(d):
                 raise ValueError(
-                    f"Profile.eval_datasets: unknown dataset {d!r}; known {list(DATASET_ROOTS)}"
+                    f"Profile.custom_datasets: {d!r} must be a new lowercase name "
+                    f"([a-z][a-z0-9_]*, not one of {list(DATASET_ROOTS)})"
+                )
+        known = [*DATASET_ROOTS, *self.custom_datasets]
+        for d in (self.train_dataset, *self.eval_datasets):
+            if d not in known:
+                raise ValueError(
+                    f"Profile.eval_datasets: unknown dataset {d!r}; known {known} "
+                    "(a folder of your own cells: add its name to custom_datasets)"
                 )
         if not math.isfinite(self.tau) or self.tau < 0:
             raise ValueError(f"Profile.tau must be a finite number >= 0, got {self.tau}")
@@ -71,17 +113,48 @@ class Profile(JsonConfig):
             )
 
     def real_root(self, name: str) -> Path:
-        """Root of a real dataset: ``$CYTOSAE_DATA_<NAME>`` or ``$CYTOSAE_DATA/<layout>``."""
+        """Root of a real dataset: ``$CYTOSAE_DATA_<NAME>`` or ``$CYTOSAE_DATA/<layout>``.
+
+        A custom dataset's default root is ``$CYTOSAE_DATA/<name>``.
+        """
         env = os.environ.get(f"CYTOSAE_DATA_{name.upper()}")
         if env:
             return Path(env).expanduser()
         base = os.environ.get("CYTOSAE_DATA")
         if not base:
+            what = (
+                f"your {name} cells"
+                if name in self.custom_datasets
+                else ", ".join(DATASET_ROOTS.values())
+            )
             raise RuntimeError(
                 f"profile {self.name!r} reads real data: set CYTOSAE_DATA to the folder holding "
-                f"{', '.join(DATASET_ROOTS.values())} (or CYTOSAE_DATA_{name.upper()} for {name})"
+                f"{what} (or CYTOSAE_DATA_{name.upper()} for {name})"
             )
-        return Path(base).expanduser() / DATASET_ROOTS[name]
+        return Path(base).expanduser() / DATASET_ROOTS.get(name, name)
+
+    def dataset_kind(self, name: str, root: Path) -> str:
+        """The adapter that reads ``name`` at ``root``: its own layout for the five datasets; for a
+        custom dataset ``csv`` when ``root`` is a ``.csv`` file or holds ``manifest.csv``, else
+        ``imagefolder``."""
+        if name in DATASET_ROOTS:
+            return name
+        if root.suffix.lower() == ".csv" or (root / "manifest.csv").is_file():
+            return "csv"
+        return "imagefolder"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Profile:
+        """As :meth:`JsonConfig.from_dict`; ``synth`` is rebuilt as a ``SynthConfig`` (which
+        imports :mod:`cytosae.synth`) only when present."""
+        data = dict(data)
+        synth = data.pop("synth", None)
+        base = super().from_dict({**data, "synth": None})
+        if synth is None:
+            return base
+        from cytosae.synth import SynthConfig
+
+        return dataclasses.replace(base, synth=SynthConfig.from_dict(synth))
 
 
 #: Profile fields that overrides may not set
@@ -195,6 +268,8 @@ def get_profile(name: str, overrides: Mapping[str, Any] | None = None) -> Profil
 
 
 def _base_profile(name: str) -> Profile:
+    if name in ("smoke", "default"):
+        from cytosae.synth import SynthConfig  # only the synthetic profiles load the world
     if name == "smoke":
         return Profile(
             name="smoke",
