@@ -18,9 +18,9 @@
 #
 # Browse the SAE's latents as morphological concepts. For the latent chosen with the slider the
 # dashboard shows its statistics (activation frequency, mean activation, label entropy) and
-# whether it passes the paper's two filters: **above the threshold** (log10 mean activation
-# > -3, Fig. 2A) and **not firing everywhere** (activation frequency <= 0.99 and, as Fig. 3
-# filters, firing on at most 10% of the dataset's patches). Then: how its activation is
+# whether it passes the paper's two filters: **above the threshold** (a log10 mean activation
+# above -3, Fig. 2A) and **not firing everywhere** (an activation frequency of at most 0.99
+# and, as Fig. 3 filters, firing on at most 10% of the dataset's patches). Then: how its activation is
 # distributed over the images, its top images in every dataset with Fig. 3's segmentation map
 # (each 14-px patch shaded by its activation; silent patches dimmed), the labels of its top
 # images, its place in the latent landscape, the cohort's disease barcodes and the patients

@@ -412,6 +412,37 @@ def test_nothing_listed_is_a_message(world) -> None:
     assert ex.latent is not None and not ex.slider.disabled
 
 
+def test_a_real_run_without_ground_truth_or_cohort(world) -> None:
+    """No ground truth (real data) and no cohort: those parts and their orderings are hidden."""
+    pytest.importorskip("ipywidgets")
+    from cytosae.plotting.widget import LatentExplorer
+
+    data = ExplorerData(world.data.stats, world.data.caches, tag="real data")
+    assert data.orderings() == ["mean activation", "frequency", "latent index"]
+    ex = LatentExplorer(data)
+    assert ex.ordering.value == "mean activation" and data.interesting()[ex.latent]
+    assert ex.view.concepts is None and ex.view.diseases is None
+    assert "no cohort or ground truth" in ex.cohort.value and "SYNTHETIC" not in ex.caption.value
+    fig, out = dashboard.dashboard_figure(ex.view, pyplot=False)
+    assert "SYNTHETIC DATA" not in " ".join(t.get_text() for t in fig.texts)
+    assert out["panels"]["concepts"] == {}
+
+
+def test_images_not_at_hand(world, tmp_path: Path) -> None:
+    """Images moved away after the pass: their patch maps are drawn as heat maps instead."""
+    man = world.store.manifest.copy()
+    man["path"] = [str(tmp_path / "gone" / Path(p).name) for p in man["path"]]
+    store = FakeStore(world.store.tokens, man)
+    cache = ExplorerCache(
+        build_explorer_cache(world.sae, store, world.stats, tmp_path / "c", progress=False)
+    )
+    assert cache.meta["thumbnails_missing"] == len(cache.thumb_index)
+    v = ExplorerData({"mll23": world.stats}, {"mll23": cache}).view(2)
+    assert all(t.image is None and t.patch_map is not None for t in v.top["mll23"])
+    img = dashboard.mosaic_image(v, 3)
+    assert img is not None and img.std() > 0
+
+
 def test_statistics_alone_published(tmp_path: Path) -> None:
     """The authors' published statistics: no images, no barcodes, no ground truth."""
     pytest.importorskip("ipywidgets")

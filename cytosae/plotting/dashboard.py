@@ -515,11 +515,11 @@ def landscape_svg(view: LatentView, width: int = 280, height: int = 170) -> str:
     ]
     for t in _nice_ticks(float(xe[0]), float(xe[-1])):
         parts.append(
-            f"<text x='{sx(float(t)):.1f}' y='{mt + ph + 12}' text-anchor='middle'>{t:g}</text>"
+            f"<text x='{sx(float(t)):.1f}' y='{mt + ph + 12}' text-anchor='middle'>{t + 0:g}</text>"
         )
     for t in _nice_ticks(float(ye[0]), float(ye[-1])):
         parts.append(
-            f"<text x='{ml - 3}' y='{sy(float(t)) + 3:.1f}' text-anchor='end'>{t:g}</text>"
+            f"<text x='{ml - 3}' y='{sy(float(t)) + 3:.1f}' text-anchor='end'>{t + 0:g}</text>"
         )
     thr = ls.get("threshold")
     if thr is not None and ye[0] <= thr <= ye[-1]:
@@ -627,7 +627,7 @@ def cohort_html(view: LatentView) -> str:
         if view.patients is not None and len(view.patients):
             rows = "".join(
                 f"<tr><td>{html.escape(str(p))}</td><td>{html.escape(disease_name(d))}</td>"
-                f"<td style='text-align:right'>{v:.2g}</td></tr>"
+                f"<td style='text-align:right'>{v:.3g}</td></tr>"
                 for p, d, v in zip(
                     view.patients["patient"], view.patients["disease"], view.patients["value"]
                 )
@@ -787,7 +787,7 @@ def _plot_cohort(ax: Any, view: LatentView) -> dict[str, Any]:
         for p, d, v in zip(
             view.patients["patient"][:4], view.patients["disease"][:4], view.patients["value"][:4]
         ):
-            lines.append(f"  {p}  {disease_name(d):<14} {v:.2g}")
+            lines.append(f"  {p}  {disease_name(d):<14} {v:.3g}")
     ax.text(
         -0.55,
         -0.3,

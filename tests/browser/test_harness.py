@@ -50,7 +50,7 @@ def test_a_missing_browser_is_an_error_unless_skipping_is_asked_for(tmp_path) ->
 
 
 def test_parameterized_copy_injects_parameters(tmp_path) -> None:
-    src = REPO / "notebooks" / "08_latent_browser.ipynb"
+    src = REPO / "notebooks" / "10_latent_explorer.ipynb"
     dest = parameterized_copy(src, tmp_path, profile="smoke")
     nb = nbformat.read(dest, as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
