@@ -71,6 +71,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_extract.py --n 32 --n-small 16 --repeats 2 --layer 1 --stages
 	$(BIN)/python benchmarks/bench_sae.py --quick
 	$(BIN)/python benchmarks/bench_encode.py
+	$(BIN)/python benchmarks/bench_explorer.py
 
 clean-runs:
 	rm -rf runs

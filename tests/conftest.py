@@ -11,6 +11,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REFERENCE = REPO.parent / "shared" / "reference"
 
+# the browser tier (Voila + Chromium) runs on its own: `pytest tests/browser` (see its conftest)
+collect_ignore = ["browser"]
+
 
 @pytest.fixture(scope="session")
 def shared_reference() -> Path:

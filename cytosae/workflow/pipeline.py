@@ -7,6 +7,7 @@ inputs, under the runs root (:func:`cytosae.paths.runs_root`)::
     runs/tokens/<hash(manifest, backbone, ...)>/     token store (owned by cytosae.store)
     runs/sae/<hash(SAEConfig, TrainConfig, store)>/  trained SAE + history (cytosae.train)
     runs/stats/<hash(sae, store, tau, top_k)>/       latent statistics (cytosae.analysis.latents)
+    runs/explorer/<hash(sae weights, store, stats)>/ the latent explorer's arrays (analysis.explorer)
 
 With ``Profile.pretrained_sae`` (the authors' ``.pt`` or a cytosae SAE folder) nothing is trained
 and ``runs/sae/`` is not written: the SAE is read from the file, and the statistics' key uses the
@@ -170,7 +171,7 @@ class Pipeline:
 
         In a notebook the inline backend displays the open pyplot figures and closes them; a
         figure made without pyplot (``matplotlib.figure.Figure(...)``, as
-        ``LatentBrowser.render`` makes them) is saved but not displayed. Returns nothing, so a
+        ``dashboard_figure(..., pyplot=False)`` makes them) is saved but not displayed. Returns nothing, so a
         call that ends a cell adds no output.
         """
         import matplotlib.pyplot as plt
@@ -422,3 +423,88 @@ class Pipeline:
         """Compute every stage of the profile (what ``cytosae pipeline`` does)."""
         for name in self.profile.eval_datasets:
             self.stats(name)
+
+    # -------------------------------------------------------------- explorer
+    def explorer_cache(self, name: str, *, n_maps: int = 5, thumb_px: int = 112) -> Path:
+        """Folder of the latent explorer's arrays of one dataset (one encode pass; cached).
+
+        Keyed by content: the SAE's weights (whoever trained it), the token store, the
+        statistics' top images, the ground truth's use and the explorer's code
+        (:func:`cytosae.analysis.explorer.build_explorer_cache`). On the synthetic world the
+        training dataset's cache also holds every latent's concept AUROC.
+        """
+        from cytosae.analysis.explorer import build_explorer_cache, fingerprint
+
+        p = self.profile
+        store, stats = self.tokens(name), self.stats(name)
+        with_gt = self.synthetic and name == p.train_dataset
+        key = digest(
+            "explorer",
+            __version__,
+            code_digest("cytosae.analysis.explorer"),
+            fingerprint(self.sae),
+            store.digest,
+            fingerprint(stats.top_indices),
+            n_maps,
+            thumb_px,
+            with_gt,
+        )
+
+        def build(tmp: Path) -> None:
+            pf = concepts = None
+            if with_gt:
+                from cytosae.analysis.recovery import align_patch_fractions
+
+                gt = self.groundtruth(name)
+                pf = align_patch_fractions(gt, self.dataset_root(name), store.manifest)
+                concepts = gt.concepts
+            build_explorer_cache(
+                self.sae,
+                store,
+                stats,
+                tmp,
+                n_maps=n_maps,
+                thumb_px=thumb_px,
+                patch_fractions=pf,
+                concepts=concepts,
+                progress=self.progress,
+            )
+
+        return cached_dir(self.runs / "explorer", key, build)
+
+    def explorer_data(
+        self,
+        datasets: tuple[str, ...] | None = None,
+        *,
+        images: bool = True,
+        filters: Any = None,
+    ) -> Any:
+        """The latent explorer's data (:class:`cytosae.analysis.explorer.ExplorerData`).
+
+        Args:
+            datasets: the datasets shown (default: the profile's evaluation datasets, the training
+                dataset first: it is the reference the filters and orderings use).
+            images: build or load the explorer caches (images, patch maps, per-image
+                activations); False: statistics only.
+            filters: the explorer's :class:`~cytosae.analysis.explorer.Filters` (default: the
+                profile's threshold, frequency 0.99, patch frequency 0.1).
+        """
+        from cytosae.analysis.explorer import Cohort, ExplorerCache, ExplorerData, Filters
+
+        p = self.profile
+        names = list(datasets or p.eval_datasets)
+        names = [p.train_dataset] + [d for d in names if d != p.train_dataset]
+        stats = {d: self.stats(d) for d in names}
+        caches = {d: ExplorerCache(self.explorer_cache(d)) for d in names} if images else {}
+        cohort = None
+        if "hehr" in stats and stats["hehr"].counts is not None:
+            cohort = Cohort.from_stats(stats["hehr"], self.tokens("hehr").manifest)
+        concepts = caches[p.train_dataset].concepts if caches else None
+        return ExplorerData(
+            stats,
+            caches,
+            cohort=cohort,
+            concepts=concepts,
+            filters=filters or Filters(threshold=p.threshold),
+            tag=self.tag(),
+        )
