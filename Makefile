@@ -7,7 +7,7 @@ EXTRAS  ?= notebooks,tests,lint
 NBVAL   := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 LINTED  := cytosae tests benchmarks notebooks/*.py
 
-.PHONY: help install figures test unit unit-fast nbval lint format refresh-notebooks \
+.PHONY: help install figures test test-browser unit unit-fast nbval lint format refresh-notebooks \
         sync-notebooks constraints bench clean-runs
 
 help:
@@ -15,6 +15,7 @@ help:
 	@echo "make test               unit tests + nbval over every committed notebook"
 	@echo "make unit | make nbval  either half of the test suite"
 	@echo "make unit-fast          the unit tests without the slow tier (the edit loop, < 2 min)"
+	@echo "make test-browser       the latent explorer in a real browser (Voila + Debian's Chromium)"
 	@echo "make lint | make format ruff check + format check | apply ruff's fixes and formatting"
 	@echo "make refresh-notebooks  re-execute notebooks in place (maintainers; default profile)"
 	@echo "make constraints        re-pin constraints.txt to what pip resolves today (then refresh)"
@@ -33,6 +34,10 @@ figures: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest tests notebooks $(NBVAL)
+
+test-browser: $(BIN)/.installed
+	.ci/install-browser
+	$(BIN)/python -m pytest tests/browser
 
 unit: $(BIN)/.installed
 	$(BIN)/python -m pytest tests
