@@ -584,20 +584,23 @@ def _poison(store: Path, row: int, value: float = float("nan")) -> str:
 
 
 def test_nan_in_a_shard_stops_training_naming_the_image(ref_store, ref_run, tmp_path):
-    """Train to step 6 on a clean store (killed), poison an image of batch 1, resume: stopped in
-    step 8 naming the image, state of step 6 kept byte for byte, no marker; fixed store: the run
-    ends byte-identical to an undisturbed one."""
+    """Train to step 6 on a clean store (killed), poison an image the stream reads next in the
+    9th step, resume: stopped in step 9 naming the image, state of step 6 kept byte for byte, no
+    marker; fixed store: the run ends byte-identical to an undisturbed one."""
     store = _copy_store(ref_store, tmp_path)
     out = tmp_path / "run"
     rc, text = run_cli(train_argv(store, out), kill=("step_at", 6))  # states 3 and 6 written
     assert rc == -9, text
     state_before = _tree(out / "trainer_state")
     clean = {p: p.read_bytes() for p in store.glob("shard_*.npy")}
-    row = int(TokenStore(store).epoch_order(seed=42)[5])  # batch 1 of every pass: the 8th step
+    # the stream reads positions 8 + 4 s .. 11 + 4 s of the repeated 10-image order: steps 6 and 7
+    # read order[2:10], step 8 reads order[0:4], so order[0] is first read again in step 8 (0-based;
+    # messages count steps from 1: "step 9")
+    row = int(TokenStore(store).epoch_order(seed=42)[0])
     image = _poison(store, row)
     rc, text = run_cli(train_argv(store, out))
     assert rc == 2, text
-    assert "diverged at step 8" in text and repr(image) in text and f"store row {row}" in text
+    assert "diverged at step 9" in text and repr(image) in text and f"store row {row}" in text, text
     assert "last good trainer state (step 6" in text
     assert not is_complete(out) and _tree(out / "trainer_state") == state_before
     problems = verify_store(store)
@@ -607,7 +610,7 @@ def test_nan_in_a_shard_stops_training_naming_the_image(ref_store, ref_run, tmp_
     rc, text = run_cli(train_argv(store, out))
     assert rc == 0, text
     assert _tree(out) == _tree(ref_run)
-    _record("NaN token in a shard (mid-run)", f"stopped in step 8 naming {image!r}; state of "
+    _record("NaN token in a shard (mid-run)", f"stopped in step 9 naming {image!r}; state of "
             "step 6 kept byte-identical; after the fix the run ends byte-identical")  # fmt: skip
 
 
@@ -991,7 +994,7 @@ BAD = [
     (TrainConfig, "lr_warmup_steps", [-1]),
     (TrainConfig, "log_every", [0]),
     (TrainConfig, "checkpoint_every", [-1]),
-    (TrainConfig, "b_dec_init_images", [0]),
+    (TrainConfig, "b_dec_init_images", [-1]),
     (TrainConfig, "density_window_steps", [0]),
     (TrainConfig, "data_seed", [-1]),
     (TrainConfig, "dense_threshold", [float("nan"), -0.1]),

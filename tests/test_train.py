@@ -1,4 +1,5 @@
-"""Trainer: kill-and-resume bit-identity, sweeps on one pass, metrics, sparse switch, planted dictionary."""
+"""Trainer: kill-and-resume bit-identity (also across a pass end), the data stream, sweeps on one
+pass, metrics, sparse switch, planted dictionary."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import torch
 
 from cytosae.atomic import is_complete
 from cytosae.model.sae import SAEConfig
+from cytosae.store.order import epoch_order
 from cytosae.train import TensorTokens, TrainConfig, density_histogram, train_many, train_sae
 from cytosae.train.checkpoint import CheckpointError, load_sae
+from cytosae.train.source import DataStream, b_dec_sample, data_position, step_batches
 
 
 def _tokens(n: int = 48, t: int = 5, d: int = 16, seed: int = 0) -> torch.Tensor:
@@ -32,27 +35,103 @@ def _params(sae) -> dict[str, torch.Tensor]:
 def test_kill_and_resume_is_bit_identical(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     x = _tokens()
-    full = train_sae(x, SAE, TRAIN, tmp_path / "full", progress=False)
+    tcfg = TRAIN.replace(total_images=8 * 20)  # 20 steps: dead latents (ghost grads) after 14
+    full = train_sae(x, SAE, tcfg, tmp_path / "full", progress=False)
     assert full.finished and is_complete(tmp_path / "full")
     assert (full.history["ghost"] > 0).any()  # ghost grads were exercised
-    killed = train_sae(x, SAE, TRAIN.replace(stop_after_steps=6), tmp_path / "run", progress=False)
+    killed = train_sae(x, SAE, tcfg.replace(stop_after_steps=6), tmp_path / "run", progress=False)
     assert not killed.finished and not is_complete(tmp_path / "run")
     state = json.loads(
         (tmp_path / "run" / "trainer_state" / "step_000000006" / "state.json").read_text()
     )
-    assert state["step"] == 6 and state["data_position"] == {"epoch": 1, "batch": 0}
-    resumed = train_sae(x, SAE, TRAIN, tmp_path / "run", progress=False)
+    # the b_dec init read stream images 0..15, steps 0..5 images 16..63: 64 = pass 1, image 16
+    assert state["step"] == 6
+    assert state["data_position"] == {"stream_image": 64, "pass": 1, "image": 16}
+    resumed = train_sae(x, SAE, tcfg, tmp_path / "run", progress=False)
     a, b = _params(full.sae), _params(resumed.sae)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.history.drop(columns=[]).equals(full.history)
     assert not (tmp_path / "run" / "trainer_state").exists()
     # a finished folder only loads
     mtime = (tmp_path / "run" / "sae.safetensors").stat().st_mtime_ns
-    again = train_sae(x, SAE, TRAIN, tmp_path / "run", progress=False)
+    again = train_sae(x, SAE, tcfg, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "sae.safetensors").stat().st_mtime_ns == mtime
     assert torch.equal(again.sae.W_enc, full.sae.W_enc) and len(again.history) == len(full.history)
     with pytest.raises(CheckpointError, match=r"run.json.*different run"):
-        train_sae(x, SAE.replace(l1_coefficient=1.0), TRAIN, tmp_path / "run", progress=False)
+        train_sae(x, SAE.replace(l1_coefficient=1.0), tcfg, tmp_path / "run", progress=False)
+
+
+def test_stream_is_the_epoch_order_repeated_after_the_b_dec_batch() -> None:
+    """The authors' stream: the b_dec init reads the head, training the rest; batches run across
+    pass ends without dropping an image; shuffle=False is the plain order."""
+    x = _tokens(n=44, seed=6)  # 44 images, batches of 8: pass ends fall inside batches
+    src = TensorTokens(x)
+    tcfg = TRAIN.replace(total_images=8 * 40)
+    order = epoch_order(44, seed=tcfg.data_seed, epoch=0)
+    assert torch.equal(b_dec_sample(src, tcfg), x[order[:16]])
+    stream = np.concatenate([order] * 8)  # the same order every pass (reshuffle_each_epoch=False)
+    got = dict(step_batches(src, tcfg, 0, 40))
+    assert sorted(got) == list(range(40))
+    for s, batch in got.items():
+        assert torch.equal(batch, x[stream[16 + 8 * s : 24 + 8 * s]]), s
+    # step 3 reads stream images 40..47: the last 4 of pass 0, then the first 4 of pass 1
+    assert torch.equal(got[3], x[np.r_[order[40:44], order[0:4]]])
+    # over 7.3 passes' worth of steps every image is read equally often (nothing dropped)
+    seen = np.concatenate([stream[16 + 8 * s : 24 + 8 * s] for s in range(40)])
+    counts = np.bincount(seen, minlength=44)
+    assert counts.sum() == 320 and counts.max() - counts.min() <= 1
+    # resuming at any step reads the same batches
+    assert all(torch.equal(b, got[s]) for s, b in step_batches(src, tcfg, 3, 9))
+    # a TokenStore-like source with the same tokens gives the same stream (order is shared)
+    assert np.array_equal(src.epoch_order(seed=5, epoch=2), epoch_order(44, seed=5, epoch=2))
+    # reshuffled passes and the plain order
+    re = DataStream(44, tcfg.replace(reshuffle_each_epoch=True))
+    assert np.array_equal(re.images(40, 48), np.r_[order[40:44], epoch_order(44, epoch=1)[:4]])
+    plain = DataStream(44, tcfg.replace(shuffle=False))
+    assert np.array_equal(plain.step_images(3), np.r_[40:44, 0:4])
+    assert np.array_equal(plain.b_dec_images(), np.arange(16))
+    # b_dec_init_images=0: training starts at the head (a data init is refused)
+    zero = tcfg.replace(b_dec_init_images=0)
+    assert np.array_equal(DataStream(44, zero).step_images(0), order[:8])
+    with pytest.raises(ValueError, match="b_dec_init_images > 0"):
+        b_dec_sample(src, zero)
+    # fewer images than a batch: the batch wraps around the passes
+    assert np.array_equal(
+        DataStream(3, tcfg.replace(shuffle=False)).step_images(0), [1, 2, 0] * 2 + [1, 2]
+    )
+    assert data_position(src, tcfg, 3) == {"stream_image": 40, "pass": 0, "image": 40}
+
+
+def test_kill_and_resume_across_a_pass_end(tmp_path: Path) -> None:
+    """Killed at the step whose batch straddles the end of pass 0 (and of pass 1), resumed: equal
+    to an uninterrupted run, on a tensor and on a token store."""
+    torch.set_num_threads(1)
+    x = _tokens(n=44, seed=7)
+    tcfg = TRAIN.replace(total_images=8 * 12, checkpoint_every=0)  # 16 + 96 images: 2.5 passes
+    full = train_sae(x, SAE, tcfg, tmp_path / "full", progress=False)
+    # step 3 reads stream images 40..47 (pass 0 -> 1); step 9 starts pass 2 (image 88)
+    for stop in (3, 4, 9):
+        run = tmp_path / f"run{stop}"
+        train_sae(x, SAE, tcfg.replace(stop_after_steps=stop), run, progress=False)
+        state = json.loads((run / "trainer_state" / f"step_{stop:09d}" / "state.json").read_text())
+        pos = 16 + 8 * stop
+        assert state["data_position"] == {"stream_image": pos, "pass": pos // 44, "image": pos % 44}
+        resumed = train_sae(x, SAE, tcfg, run, progress=False)
+        a, b = _params(full.sae), _params(resumed.sae)
+        assert all(torch.equal(a[k], b[k]) for k in a), stop
+        assert resumed.history.equals(full.history)
+    # the same tokens as a token store train to the same parameters
+    from test_reader import make_store
+
+    from cytosae.store.reader import TokenStore
+
+    folder = make_store(tmp_path / "store", [10, 10, 10, 14], T=5, D=16)
+    store = TokenStore(folder)
+    as_tensor = store.get(np.arange(44))
+    on_store = train_sae(store, SAE, tcfg, tmp_path / "on_store", progress=False)
+    on_tensor = train_sae(as_tensor, SAE, tcfg, tmp_path / "on_tensor", progress=False)
+    a, b = _params(on_store.sae), _params(on_tensor.sae)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_sweep_on_one_pass_equals_separate_runs(tmp_path: Path) -> None:

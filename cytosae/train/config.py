@@ -23,9 +23,15 @@ class TrainConfig(JsonConfig):
         batch_images: Images per global step (paper 64; all T tokens of each image are used).
         total_images: Images seen in the run (paper "1,000,000 training tokens" = images);
             ``total_images // batch_images`` steps.
-        data_seed: Seed of the data order (the store's ``iter_batches(seed=...)``).
+        data_seed: Seed of the data order (:func:`cytosae.store.order.epoch_order`).
+        shuffle: True (authors): each pass is a full shuffle of the images; False: the plain
+            store order (image 0, 1, ...), e.g. to compare with another implementation.
         reshuffle_each_epoch: False (authors): every pass uses the same shuffled order.
-        b_dec_init_images: Images of the first shuffled batch used for the b_dec init (authors 64).
+        b_dec_init_images: Images at the head of the data stream that the b_dec init reads (authors:
+            one batch, 64); training starts after them, so step 0 reads the stream's images
+            ``b_dec_init_images ..`` (the authors' init consumes its batch). They are skipped even
+            for ``b_dec_init="zeros"``; 0 starts training at the head (no data init possible).
+            See ``docs/sae.md``, "Data order".
         log_every: Steps per metrics row.
         checkpoint_every: Steps between trainer-state checkpoints (0: only at the end).
         dense_threshold: A latent is "dense" when it fires on more than this fraction of the tokens
@@ -48,6 +54,7 @@ class TrainConfig(JsonConfig):
     batch_images: int = 64
     total_images: int = 1_000_000
     data_seed: int = 42
+    shuffle: bool = True
     reshuffle_each_epoch: bool = False
     b_dec_init_images: int = 64
     log_every: int = 50
@@ -95,9 +102,9 @@ class TrainConfig(JsonConfig):
             )
         if self.data_seed < 0:
             raise ValueError(f"TrainConfig.data_seed must be >= 0, got {self.data_seed}")
-        if self.b_dec_init_images <= 0:
+        if self.b_dec_init_images < 0:
             raise ValueError(
-                f"TrainConfig.b_dec_init_images must be > 0, got {self.b_dec_init_images}"
+                f"TrainConfig.b_dec_init_images must be >= 0, got {self.b_dec_init_images}"
             )
         if self.density_window_steps <= 0:
             raise ValueError(

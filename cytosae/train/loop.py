@@ -42,7 +42,7 @@ from cytosae.train.checkpoint import (
 )
 from cytosae.train.config import TrainConfig
 from cytosae.train.pretrained import init_digest, init_tensors
-from cytosae.train.source import as_source, b_dec_sample, batch_position, step_batches
+from cytosae.train.source import DataStream, as_source, b_dec_sample, step_batches
 from cytosae.train.tracking import open_wandb
 from cytosae.train.trainer import NonFiniteError, SAETrainer, init_b_dec_, parameters_finite
 
@@ -136,18 +136,13 @@ def _diverged_message(
     )
 
 
-def _image_rows(src: Any, tcfg: TrainConfig, epoch: int, start: int, n: int) -> Any:
-    """The store rows of ``n`` images of the data order from position ``start`` of ``epoch``,
-    or None when the source cannot tell."""
-    e = epoch if tcfg.reshuffle_each_epoch else 0
+def _image_rows(src: Any, tcfg: TrainConfig, step: int | None) -> list[int] | None:
+    """The store rows the stream reads at ``step`` (``None``: the b_dec init's images), or None
+    when the source cannot tell."""
     try:
-        if hasattr(src, "epoch_order"):
-            order = src.epoch_order(shuffle=True, seed=tcfg.data_seed, epoch=e)
-        elif hasattr(src, "order"):
-            order = src.order(True, tcfg.data_seed, e)
-        else:
-            return None
-        return [int(i) for i in order[start : start + n]]
+        stream = DataStream(int(src.n_images), tcfg)
+        rows = stream.b_dec_images() if step is None else stream.step_images(step)
+        return [int(i) for i in rows]
     except Exception:  # noqa: BLE001 - only a diagnosis
         return None
 
@@ -169,13 +164,15 @@ def _describe_images(src: Any, rows: Sequence[int]) -> str:
     return ", ".join(out) + more
 
 
-def _nonfinite_images(src: Any, tcfg: TrainConfig, epoch: int, start: int, batch: Tensor) -> str:
-    """Which images of ``batch`` (read from position ``start`` of ``epoch``) hold NaN or inf,
-    in words ("" when every token is finite)."""
+def _nonfinite_images(src: Any, tcfg: TrainConfig, step: int | None, batch: Tensor) -> str:
+    """Which images of ``batch`` (the stream's batch of ``step``; ``None``: the b_dec init's
+    images) hold NaN or inf, in words ("" when every token is finite)."""
     bad = (~torch.isfinite(batch)).flatten(1).any(1).nonzero().flatten().tolist()
     if not bad:
         return ""
-    rows = _image_rows(src, tcfg, epoch, start, batch.shape[0])
+    rows = _image_rows(src, tcfg, step)
+    if rows is not None and len(rows) != batch.shape[0]:
+        rows = None
     where = getattr(src, "path", None)
     store = f" of the token store {where}" if where is not None else ""
     if rows is not None:
@@ -192,8 +189,7 @@ def _nonfinite_images(src: Any, tcfg: TrainConfig, epoch: int, start: int, batch
 def _check_tokens_after(
     exc: NonFiniteError, src: Any, tcfg: TrainConfig, step: int, batch_BTD: Tensor
 ) -> str:
-    epoch, b = batch_position(src, tcfg.batch_images, step)
-    found = _nonfinite_images(src, tcfg, epoch, b * tcfg.batch_images, batch_BTD)
+    found = _nonfinite_images(src, tcfg, step, batch_BTD)
     return f"{found} (the token store is damaged: recompute it)" if found else str(exc)
 
 
@@ -320,7 +316,7 @@ def _train_locked(
         try:
             init_b_dec_(fresh, src, train_cfg, device)
         except NonFiniteError as exc:
-            found = _nonfinite_images(src, train_cfg, 0, 0, b_dec_sample(src, train_cfg))
+            found = _nonfinite_images(src, train_cfg, None, b_dec_sample(src, train_cfg))
             reason = f"{found} (the token store is damaged: recompute it)" if found else str(exc)
             raise TrainingDiverged(_diverged_message(out, 0, reason)) from exc
         start_step = 0

@@ -34,7 +34,7 @@ from cytosae.train.checkpoint import (
     save_state_dir,
 )
 from cytosae.train.config import TrainConfig
-from cytosae.train.source import TokenSource, batch_position
+from cytosae.train.source import TokenSource, data_position
 from cytosae.train.trainer import SAETrainer
 
 log = logging.getLogger(__name__)
@@ -161,11 +161,10 @@ def save_state(
 ) -> None:
     """Write the state after ``step`` steps (rank 0; every rank waits for it)."""
     if ddp.rank() == 0:
-        epoch, batch = batch_position(src, tcfg.batch_images, step)
         np_state = np.random.get_state()  # noqa: NPY002 - the legacy global RNG, saved for resume
         meta = {
             "step": step,
-            "data_position": {"epoch": epoch, "batch": batch},
+            "data_position": data_position(src, tcfg, step),
             "numpy_rng": [
                 np_state[0],
                 np_state[1].tolist(),
