@@ -50,7 +50,7 @@ PAPER_FIGURES = (
     "fig4_barcodes",
     "fig4_probe",
     "fig5_differential_latents",
-    "latent_browser_example",
+    "latent_explorer_example",
 )
 
 
