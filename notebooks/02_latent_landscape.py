@@ -92,7 +92,16 @@ fig, _ = figures.expansion_figure(
     table,
     threshold=pipe.profile.threshold,
     dataset=dataset,
-    note=f"landscapes: seed {int(first['seed'].iloc[0])}; curves: mean ± sd over seeds {list(seeds)}",
+    note=(
+        f"landscapes: seed {int(first['seed'].iloc[0])}; curves: mean ± sd over seeds "
+        f"{list(seeds)}"
+        + (
+            f"; {'/'.join(first['setting'])} stand for the paper's "
+            f"{'/'.join('x' + p for p in first['paper'])} (CPU time)"
+            if first["paper"].ne("").all() and pipe.synthetic
+            else ""
+        )
+    ),
     tag=pipe.tag(),
 )
 pipe.show(fig, "fig2a_expansion")
