@@ -52,6 +52,7 @@ __all__ = [
     "collect_patch_sample",
     "concept_recovery",
     "groundtruth_cell_types",
+    "linear_ceiling",
     "recover_concepts",
 ]
 
@@ -301,3 +302,105 @@ def concept_recovery(
         res.n_monosemantic,
     )
     return res
+
+
+@torch.inference_mode()
+def linear_ceiling(
+    store: Any,
+    patch_fractions_NCGG: np.ndarray,
+    concepts: Sequence[str],
+    *,
+    present_at: float = 0.5,
+    max_patches: int = 50_000,
+    seed: int = 0,
+    min_positive: int = 20,
+    auroc_cut: float = 0.9,
+    ridges: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0),
+    held_out: bool = True,
+    batch_images: int = 32,
+) -> pd.DataFrame:
+    """How well a linear direction of the tokens separates each concept: a ceiling for a latent.
+
+    A latent's patch activation is ``ReLU(w . x + b)`` of the token ``x``: a monotone function of
+    one linear direction, so its AUROC for a concept is at most that of the best direction. This
+    looks for the best direction WITH supervision, on the same seeded patch subsample as
+    :func:`collect_patch_sample` (the same ``max_patches``, ``seed`` and ``batch_images`` give the
+    same patches): Fisher's linear discriminant ``w = (Sigma + r * tr(Sigma) / D * I)^-1 (mu_pos -
+    mu_neg)`` per concept (``Sigma`` the tokens' covariance), fitted on the patches of the even
+    images and scored on the odd ones, then the other way round (the mean of the two held-out
+    AUROCs), for every ridge ``r`` of ``ridges``; the ceiling is the best ridge's, chosen per
+    concept on the held-out AUROC (which flatters the ceiling a little: the right side to err on).
+    ``held_out=False`` fits and scores on all patches (much flattered for rare concepts, whose
+    few positives a 768-d direction can fit). A concept whose ceiling is below ``auroc_cut`` is
+    not linearly separable in these tokens, so no SAE latent recovers it, however wide or
+    long-trained the SAE.
+
+    Returns:
+        One row per concept: ``concept``, ``linear_auroc`` (NaN without positives or negatives in
+        a half), ``ridge`` (the best), ``n_positive``, ``evaluated`` (as :func:`recover_concepts`:
+        at least ``min_positive`` positive patches), ``separable`` (``linear_auroc >= auroc_cut``).
+    """
+    pf = np.asarray(patch_fractions_NCGG)
+    N = int(store.n_images)
+    if pf.shape[0] != N:
+        raise ValueError(f"patch_fractions has {pf.shape[0]} images, the store {N}")
+    C = pf.shape[1]
+    P = pf.shape[2] * pf.shape[3]
+    if len(concepts) != C:
+        raise ValueError(f"{len(concepts)} concept names for {C} ground-truth concepts")
+    p_keep = min(1.0, max_patches / max(N * P, 1))
+    rng = np.random.default_rng(seed)
+    xs, ys, imgs = [], [], []
+    for idx, tokens in store.iter_images(batch_images):
+        idx = np.asarray(idx)
+        x = tokens[:, 1:].reshape(-1, tokens.shape[-1]).numpy()
+        if x.shape[0] != len(idx) * P:
+            raise ValueError(f"store has {tokens.shape[1] - 1} patch tokens, ground truth {P}")
+        y = pf[idx].reshape(len(idx), C, P).transpose(0, 2, 1).reshape(-1, C) >= present_at
+        keep = rng.random(len(idx) * P) < p_keep
+        xs.append(x[keep].astype(np.float64))
+        ys.append(y[keep])
+        imgs.append(np.repeat(idx, P)[keep])
+    X = np.concatenate(xs)
+    Y = np.concatenate(ys)
+    half = np.concatenate(imgs) % 2
+    splits = [(half != k, half == k) for k in (0, 1)] if held_out else [(slice(None),) * 2]
+    ridges = [float(r) for r in ridges]
+    au = np.full((len(ridges), len(splits), C), np.nan)
+    for k, (tr, te) in enumerate(splits):
+        Xtr, Ytr = X[tr], Y[tr]
+        mu = Xtr.mean(0)
+        Sigma = np.cov(Xtr - mu, rowvar=False)
+        for j, r in enumerate(ridges):
+            W, ok = _fisher_directions(Sigma, Xtr, Ytr, r)
+            R = rankdata(X[te] @ W, axis=0, method="average")
+            a = _auroc(R, Y[te])  # (C, C): row = concept, column = direction
+            au[j, k] = np.where(ok, np.diag(a), np.nan)
+    per_ridge = np.where(np.isnan(au).any(1), np.nan, np.nan_to_num(au).mean(1))  # (ridges, C)
+    best = np.argmax(np.nan_to_num(per_ridge, nan=-1.0), axis=0)
+    lin = per_ridge[best, np.arange(C)]
+    out = pd.DataFrame(
+        {
+            "concept": list(concepts),
+            "linear_auroc": lin,
+            "ridge": np.asarray(ridges)[best],
+            "n_positive": Y.sum(0).astype(int),
+        }
+    )
+    out["evaluated"] = out["linear_auroc"].notna() & (out["n_positive"] >= min_positive)
+    out["separable"] = out["linear_auroc"] >= auroc_cut
+    return out
+
+
+def _fisher_directions(
+    Sigma: np.ndarray, X: np.ndarray, Y: np.ndarray, ridge: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(D, C) Fisher directions of the concepts and a mask of those with positives and negatives."""
+    D = Sigma.shape[0]
+    S = Sigma + ridge * np.trace(Sigma) / D * np.eye(D)
+    npos = Y.sum(0)
+    ok = (npos > 1) & (npos < Y.shape[0] - 1)
+    Yf = Y.astype(np.float64)
+    mpos = (Yf.T @ X) / np.maximum(npos, 1)[:, None]
+    mneg = ((1 - Yf).T @ X) / np.maximum(Y.shape[0] - npos, 1)[:, None]
+    return np.linalg.solve(S, (mpos - mneg).T), ok

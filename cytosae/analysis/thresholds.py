@@ -17,6 +17,7 @@ __all__ = [
     "check_threshold",
     "concept_counts",
     "log10_safe",
+    "review_clusters",
     "sample_latents_for_review",
 ]
 
@@ -72,27 +73,16 @@ def _arrays(stats_or_arrays: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(mean_acts, dtype=np.float64), np.asarray(sparsity, dtype=np.float64)
 
 
-def sample_latents_for_review(
-    stats_or_arrays: Any,
-    threshold: float = -3.0,
-    k: int = 10,
-    per_cluster: int = 5,
-    seed: int = 42,
-    n_init: int = 10,
+def review_clusters(
+    stats_or_arrays: Any, threshold: float = -3.0, k: int = 10, seed: int = 42, n_init: int = 10
 ) -> pd.DataFrame:
-    """The paper's expert-review sampling: KMeans on latents above ``threshold``, ``per_cluster`` each.
+    """The KMeans clusters of the paper's expert-review sampling, for every latent clustered.
 
-    Features are (log10 mean activation, log10 frequency) of latents with log10 mean act > threshold
-    (and frequency > 0). ``KMeans(n_clusters=k, random_state=seed, n_init=n_init)``; then from each
-    cluster ``min(per_cluster, size)`` latents are drawn without replacement by
-    ``np.random.default_rng(seed)`` (clusters visited in label order).
-
-    Args:
-        stats_or_arrays: a ``LatentStats``-like object (``mean_acts``, ``sparsity``) or a tuple
-            ``(mean_acts, sparsity)``.
+    Features are (log10 mean activation, log10 frequency) of latents with log10 mean act >
+    ``threshold`` (and frequency > 0); ``KMeans(n_clusters=k, random_state=seed, n_init=n_init)``.
 
     Returns:
-        DataFrame (latent, cluster, log10_mean_act, log10_frequency), sorted by (cluster, latent).
+        DataFrame (latent, cluster, log10_mean_act, log10_frequency), by latent.
     """
     from sklearn.cluster import KMeans
 
@@ -106,11 +96,50 @@ def sample_latents_for_review(
         )
     X = np.stack([lm[latents], lf[latents]], 1)
     km = KMeans(n_clusters=k, random_state=seed, n_init=n_init).fit(X)
+    return pd.DataFrame(
+        {
+            "latent": latents,
+            "cluster": km.labels_.astype(np.int64),
+            "log10_mean_act": lm[latents],
+            "log10_frequency": lf[latents],
+        }
+    )
+
+
+def sample_latents_for_review(
+    stats_or_arrays: Any,
+    threshold: float = -3.0,
+    k: int = 10,
+    per_cluster: int = 5,
+    seed: int = 42,
+    n_init: int = 10,
+) -> pd.DataFrame:
+    """The paper's expert-review sampling: KMeans on latents above ``threshold``, ``per_cluster`` each.
+
+    Features are (log10 mean activation, log10 frequency) of latents with log10 mean act > threshold
+    (and frequency > 0). ``KMeans(n_clusters=k, random_state=seed, n_init=n_init)``
+    (:func:`review_clusters`); then from each cluster ``min(per_cluster, size)`` latents are drawn
+    without replacement by ``np.random.default_rng(seed)`` (clusters visited in label order).
+
+    Args:
+        stats_or_arrays: a ``LatentStats``-like object (``mean_acts``, ``sparsity``) or a tuple
+            ``(mean_acts, sparsity)``.
+
+    Returns:
+        DataFrame (latent, cluster, log10_mean_act, log10_frequency), sorted by (cluster, latent).
+    """
+    clusters = review_clusters(stats_or_arrays, threshold, k, seed, n_init)
+    latents = clusters["latent"].to_numpy()
+    labels = clusters["cluster"].to_numpy()
+    lm = clusters["log10_mean_act"].to_numpy()
+    lf = clusters["log10_frequency"].to_numpy()
     rng = np.random.default_rng(seed)
     rows = []
     for c in range(k):
-        members = latents[km.labels_ == c]
-        chosen = rng.choice(members, size=min(per_cluster, members.size), replace=False)
+        members = np.flatnonzero(labels == c)
+        chosen = rng.choice(latents[members], size=min(per_cluster, members.size), replace=False)
+        pos = {int(s): int(i) for s, i in zip(latents[members], members)}
         for s in np.sort(chosen):
-            rows.append((int(s), c, float(lm[s]), float(lf[s])))
+            i = pos[int(s)]
+            rows.append((int(s), c, float(lm[i]), float(lf[i])))
     return pd.DataFrame(rows, columns=["latent", "cluster", "log10_mean_act", "log10_frequency"])

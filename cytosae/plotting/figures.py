@@ -24,19 +24,26 @@ import pandas as pd
 from cytosae.plotting import panels
 
 __all__ = [
+    "ablation_figure",
+    "barcode_clustermap_figure",
     "barcode_figure",
     "cohort_figure",
     "differential_figure",
+    "expansion_figure",
     "gallery_figure",
     "ghost_grads_comparison",
     "landscape_figure",
     "masks_figure",
     "patch_retrieval_figure",
+    "probe_baseline_figure",
     "probe_figure",
+    "published_landscape_figure",
     "realism_figure",
     "recovery_figure",
+    "recovery_limits_figure",
     "reference_image_grid",
     "training_curves",
+    "umap_figure",
 ]
 
 #: the training metrics drawn by :func:`training_curves`
@@ -620,3 +627,357 @@ def recovery_figure(results: Mapping[str, Any], *, tag: str = "") -> tuple[Any, 
         ax.set_ylabel(ds)
     fig.suptitle(_title("Concept recovery against pixel ground truth", tag), y=1.04)
     return fig, data
+
+
+# ------------------------------------------------------------------ 02 and 09: sweeps
+def expansion_figure(
+    stats_by_setting: Mapping[str, Any],
+    table: pd.DataFrame,
+    *,
+    threshold: float | None = None,
+    dataset: str = "",
+    note: str = "",
+    tag: str = "",
+) -> tuple[Any, dict[str, Any]]:
+    """Fig. 2A in full: one latent landscape per expansion factor, and the concepts vs threshold
+    of every factor (mean ± sd over the seeds).
+
+    Args:
+        stats_by_setting: setting label -> ``LatentStats`` of one seed (a landscape each, in order).
+        table: the sweep table (:meth:`~cytosae.workflow.pipeline.Pipeline.sweep`) of the
+            ``"expansion"`` axis, every seed.
+        threshold: the profile's concept threshold, marked on the curves.
+        dataset: the dataset's name, for the title.
+        note: a line under the title (e.g. which factors and why).
+        tag: the run's label, for the title.
+
+    Returns:
+        ``{"landscapes": {setting: plot_landscape's data}, "curves": plot_concept_curves's}``.
+    """
+    from cytosae.analysis.sweep import long_counts
+
+    names = list(stats_by_setting)
+    fig = _plt().figure(figsize=(3.3 * len(names) + 4.2, 3.9))
+    gs = fig.add_gridspec(1, len(names) + 1, width_ratios=[1] * len(names) + [1.25], wspace=0.75)
+    landscapes: dict[str, Any] = {}
+    axes = []
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(gs[0, i])
+        _, landscapes[name] = panels.plot_landscape(ax, stats_by_setting[name], marginals=True)
+        ax.set_title(f"{name} ({stats_by_setting[name].d_sae} latents)", fontsize=8, y=1.22)
+        axes.append(ax)
+    _same_limits(axes)
+    ax_c = fig.add_subplot(gs[0, -1])
+    order = list(dict.fromkeys(table["setting"].astype(str)))
+    _, curves = panels.plot_concept_curves(ax_c, long_counts(table), order=order)
+    if threshold is not None:
+        ax_c.axvline(threshold, color="0.6", ls="--", lw=0.8)
+    n = int(table.groupby("setting")["seed"].nunique().min())
+    ax_c.set_title(f"concepts vs threshold (mean ± sd, {n} seeds)", fontsize=8)
+    ax_c.legend(fontsize=7, title="expansion", title_fontsize=7)
+    name = f"Fig. 2A expansion factors, {dataset}" if dataset else "Fig. 2A expansion factors"
+    fig.suptitle(_title(name, tag) + (f"\n{note}" if note else ""), fontsize=10, y=1.27)
+    return fig, {"landscapes": landscapes, "curves": curves}
+
+
+def _same_limits(axes: Sequence[Any]) -> None:
+    """Give every Axes the union of their x and y limits (landscapes side by side compare)."""
+    if not axes:
+        return
+    xs = np.array([ax.get_xlim() for ax in axes])
+    ys = np.array([ax.get_ylim() for ax in axes])
+    for ax in axes:
+        ax.set_xlim(xs[:, 0].min(), xs[:, 1].max())
+        ax.set_ylim(ys[:, 0].min(), ys[:, 1].max())
+
+
+def published_landscape_figure(
+    stats_by_dataset: Mapping[str, Any],
+    *,
+    threshold: float | None = -3.0,
+    source: str = "",
+    thresholds: Sequence[float] = tuple(range(-6, 1)),
+) -> tuple[Any, dict[str, Any]]:
+    """Fig. 2A from the authors' published statistics (REAL data): a landscape per dataset and the
+    concepts vs threshold of every dataset.
+
+    Args:
+        stats_by_dataset: dataset -> ``LatentStats`` (``published_stats(ds)``), in order.
+        threshold: the paper's concept threshold, marked on the counts.
+        source: where the numbers come from (a subtitle).
+        thresholds: the thresholds of the counts panel.
+
+    Returns:
+        ``{"landscapes": {dataset: plot_landscape's data}, "counts": {dataset: plot_concept_counts's},
+        "table": the counts (threshold x dataset)}``.
+    """
+    from cytosae.analysis.thresholds import concept_counts
+
+    names = list(stats_by_dataset)
+    fig = _plt().figure(figsize=(3.3 * len(names) + 4.2, 3.9))
+    gs = fig.add_gridspec(1, len(names) + 1, width_ratios=[1] * len(names) + [1.25], wspace=0.75)
+    landscapes: dict[str, Any] = {}
+    counts = {}
+    axes = []
+    for i, ds in enumerate(names):
+        st = stats_by_dataset[ds]
+        ax = fig.add_subplot(gs[0, i])
+        _, landscapes[ds] = panels.plot_landscape(ax, st, marginals=True, s=1.0)
+        ax.set_title(f"{ds} ({st.d_sae} latents)", fontsize=8, y=1.22)
+        counts[ds] = concept_counts(st.mean_acts, thresholds)
+        axes.append(ax)
+    _same_limits(axes)
+    ax_c = fig.add_subplot(gs[0, -1])
+    _, drawn = panels.plot_concept_counts(ax_c, counts)
+    if threshold is not None:
+        ax_c.axvline(threshold, color="0.6", ls="--", lw=0.8)
+    ax_c.legend(fontsize=7)
+    ax_c.set_title("concepts vs threshold", fontsize=8)
+    table = pd.DataFrame(
+        {ds: c["n_concepts"].to_numpy() for ds, c in counts.items()},
+        index=pd.Index([float(t) for t in thresholds], name="threshold"),
+    )
+    title = "Fig. 2A from the authors' published statistics: REAL data, their x64 SAE"
+    fig.suptitle(title + (f"\n{source}" if source else ""), fontsize=10, y=1.27)
+    return fig, {"landscapes": landscapes, "counts": drawn, "table": table}
+
+
+def ablation_figure(
+    table: pd.DataFrame,
+    axis: str,
+    *,
+    paper: pd.DataFrame | None = None,
+    threshold: float = -3.0,
+    note: str = "",
+    tag: str = "",
+) -> tuple[Any, dict[str, Any]]:
+    """One axis of the Sec. 3.4 ablation: concepts vs threshold per setting; concepts at
+    ``threshold``, dead fraction and L0 per setting (seeds as dots, mean ± sd); the paper's
+    concepts at -3 for the settings ours stand for.
+
+    Args:
+        table: the sweep table (every axis or just this one).
+        axis: the axis drawn.
+        paper: :func:`cytosae.analysis.sweep.paper_ablation` (None: that panel is left out).
+        threshold: our concept threshold.
+        note: a line under the title (what the default profile used).
+        tag: the run's label, for the title.
+
+    Returns:
+        ``{"curves", "concepts", "dead_frac", "l0", "paper"}``: the panels' data.
+    """
+    from cytosae.analysis.sweep import PAPER_CHOICE, concept_column, long_counts
+
+    t = table[table["axis"] == axis]
+    if not len(t):
+        raise ValueError(f"no rows of axis {axis!r} in the sweep table")
+    order = list(dict.fromkeys(t["setting"].astype(str)))
+    n_panels = 5 if paper is not None else 4
+    fig, axes = _plt().subplots(1, n_panels, figsize=(3.1 * n_panels, 3.2))
+    data: dict[str, Any] = {}
+    _, data["curves"] = panels.plot_concept_curves(axes[0], long_counts(t), order=order)
+    axes[0].axvline(threshold, color="0.6", ls="--", lw=0.8)
+    axes[0].legend(fontsize=6, title=axis, title_fontsize=6)
+    axes[0].set_title("concepts vs threshold", fontsize=8)
+    _, data["concepts"] = panels.plot_setting_points(
+        axes[1], t, concept_column(threshold), order=order
+    )
+    axes[1].set_title(f"ours: concepts at {threshold:g}", fontsize=8)
+    axes[1].set_ylabel("concepts")
+    _, data["dead_frac"] = panels.plot_setting_points(axes[2], t, "dead_frac", order=order)
+    axes[2].set_title("ours: dead fraction (end of training)", fontsize=8)
+    axes[2].set_ylabel("dead fraction")
+    _, data["l0"] = panels.plot_setting_points(axes[3], t, "l0", order=order, log=True)
+    axes[3].set_title("ours: L0 (active latents per token)", fontsize=8)
+    axes[3].set_ylabel("L0")
+    for ax in axes[1:4]:
+        ax.tick_params(axis="x", labelsize=7, rotation=20)
+    data["paper"] = None
+    if paper is not None:
+        settings = t.drop_duplicates("setting")["paper"].astype(str).to_list()
+        ref = paper[paper["axis"] == axis].set_index("paper")
+        rows = ref.reindex([s for s in settings if s in ref.index]).reset_index()
+        if len(rows):
+            _, data["paper"] = panels.plot_paper_values(axes[4], rows)
+            dead = rows["dead_frac_mean"].to_numpy(dtype=float)
+            for i, d in enumerate(dead):
+                if np.isfinite(d):
+                    axes[4].annotate(f"dead {d:.2f}", (i, 0), xytext=(0, 3), fontsize=6,
+                                     textcoords="offset points", ha="center", color="w")  # fmt: skip
+        chosen = PAPER_CHOICE.get(axis, "")
+        axes[4].set_title(f"paper (REAL data): concepts at -3; * = {chosen}", fontsize=8)
+        axes[4].tick_params(axis="x", labelsize=7, rotation=20)
+    fig.suptitle(
+        _title(f"Sec. 3.4 ablation: {axis}", tag) + (f"\n{note}" if note else ""),
+        fontsize=10,
+        y=1.08 if note else 1.02,
+    )
+    fig.tight_layout()
+    return fig, data
+
+
+# ------------------------------------------------------------------ 05: the baseline
+def probe_baseline_figure(
+    comparison: pd.DataFrame,
+    *,
+    paper: tuple[float, float] | None = (0.832, 0.044),
+    tag: str = "",
+) -> tuple[Any, dict[str, Any]]:
+    """Fig. 4B, fair: the barcode probe beside embedding baselines on the same patients and folds,
+    the majority-class rate, and the paper's value (REAL data) as a labelled reference.
+
+    Returns:
+        The figure and :func:`~cytosae.plotting.panels.plot_probe_comparison`'s data.
+    """
+    fig, ax = _plt().subplots(figsize=(6.2, 3.6))
+    _, data = panels.plot_probe_comparison(ax, comparison, paper=paper)
+    ax.set_title(_title("AML-subtype probe vs embedding baseline", tag), fontsize=9)
+    return fig, data
+
+
+def barcode_clustermap_figure(
+    patient_barcodes: np.ndarray,
+    patients: pd.DataFrame,
+    *,
+    n_latents: int = 64,
+    tag: str = "",
+) -> tuple[Any, dict[str, Any]]:
+    """Patient barcodes as a seaborn clustermap: patients and latents (the ``n_latents`` most
+    variable) reordered by hierarchical clustering (average linkage, correlation distance), each
+    patient's disease as a colour strip; colour = ``log1p`` of the mean count, scaled to 0..1 per
+    latent.
+
+    Returns:
+        The figure and ``{"matrix" (as drawn, reordered), "patients" (row order), "latents"
+        (column order), "disease_colors"}``.
+    """
+    import seaborn as sns
+
+    X = np.asarray(patient_barcodes, dtype=np.float64)
+    top = np.sort(np.argsort(-X.var(0), kind="stable")[:n_latents])
+    df = pd.DataFrame(
+        np.log1p(X[:, top]), index=patients["patient"].astype(str).to_numpy(), columns=top
+    )
+    diseases = patients["disease"].astype(str).to_numpy()
+    levels = sorted(set(diseases))
+    pal = dict(zip(levels, sns.color_palette("tab10", len(levels))))
+    colors = pd.Series([pal[d] for d in diseases], index=df.index, name="disease")
+    cg = sns.clustermap(
+        df,
+        method="average",
+        metric="correlation",
+        standard_scale=1,
+        row_colors=colors,
+        cmap="magma",
+        figsize=(9, 7),
+        xticklabels=False,
+        yticklabels=True,
+        dendrogram_ratio=(0.12, 0.12),
+        cbar_pos=(0.02, 0.84, 0.025, 0.12),
+    )
+    cg.ax_cbar.set_title("log(1 + count),\nscaled per latent", fontsize=6, loc="left")
+    cg.ax_heatmap.tick_params(axis="y", labelsize=5)
+    cg.ax_heatmap.set_xlabel(f"latent ({n_latents} most variable)")
+    for d in levels:
+        cg.ax_row_dendrogram.bar(0, 0, color=pal[d], label=d, linewidth=0)
+    cg.ax_row_dendrogram.legend(loc="center", fontsize=6, frameon=False)
+    cg.figure.suptitle(_title("Patient barcodes, clustered", tag), fontsize=10, y=1.02)
+    rows = cg.dendrogram_row.reordered_ind
+    cols = cg.dendrogram_col.reordered_ind
+    return cg.figure, {
+        "matrix": cg.data2d.to_numpy(),
+        "patients": df.index.to_numpy()[rows],
+        "latents": top[cols],
+        "disease_colors": pal,
+    }
+
+
+# ------------------------------------------------------------------ UMAP
+def umap_figure(
+    patient_map: pd.DataFrame, latent_map: pd.DataFrame, *, tag: str = ""
+) -> tuple[Any, dict[str, Any]]:
+    """Two seeded UMAPs: patients by barcode coloured by disease; latents by decoder direction
+    coloured by the KMeans cluster of the expert-review sampling (sampled latents ringed).
+
+    Returns:
+        ``{"patients": plot_umap's data, "latents": plot_umap's data}``.
+    """
+    fig, (a1, a2) = _plt().subplots(1, 2, figsize=(11, 4.6))
+    _, dp = panels.plot_umap(a1, patient_map, "disease")
+    a1.set_title(f"{len(patient_map)} patients by barcode", fontsize=9)
+    _, dl = panels.plot_umap(a2, latent_map, "cluster", highlight="sampled", s=10)
+    a2.set_title(
+        f"{len(latent_map)} latents by decoder direction (KMeans cluster; ringed: sampled)",
+        fontsize=9,
+    )
+    fig.suptitle(_title("UMAP", tag))
+    fig.tight_layout()
+    return fig, {"patients": dp, "latents": dl}
+
+
+# ------------------------------------------------------------------ 07: what limits recovery
+def recovery_limits_figure(
+    curve: pd.DataFrame,
+    per_concept: pd.DataFrame,
+    *,
+    ceiling: Mapping[str, float] | None = None,
+    auroc_cut: float = 0.9,
+    tag: str = "",
+) -> tuple[Any, dict[str, Any]]:
+    """What limits concept recovery: the recovered fraction against the SAE's size (or steps),
+    and per concept the best latent's AUROC against the best linear direction's.
+
+    Args:
+        curve: one row per SAE: ``setting`` (x tick), ``dataset``, ``recovered_fraction``
+            (and ``seed`` when several).
+        per_concept: ``concept``, ``auroc`` (best latent), ``linear_auroc`` (ceiling),
+            ``n_positive`` (evaluated concepts only).
+        ceiling: dataset -> fraction of its concepts a linear direction separates at
+            ``auroc_cut`` (:func:`~cytosae.analysis.recovery.linear_ceiling`), drawn as a dashed
+            line in the dataset's colour (None: not drawn).
+        auroc_cut: the recovery criterion.
+
+    Returns:
+        ``{"curve": {dataset: (settings, mean fraction)}, "concepts": per_concept drawn,
+        "ceiling": ceiling}``.
+    """
+    import seaborn as sns
+
+    fig, (a1, a2) = _plt().subplots(1, 2, figsize=(10.5, 3.9))
+    order = list(dict.fromkeys(curve["setting"].astype(str)))
+    c = curve.assign(setting=curve["setting"].astype(str))
+    sns.pointplot(
+        data=c, x="setting", y="recovered_fraction", hue="dataset", order=order,
+        errorbar="sd", ax=a1, markers="o", dodge=0.2,
+    )  # fmt: skip
+    a1.set_ylim(0, 1.02)
+    a1.axhline(0.85, color="0.5", ls=":", lw=1, label="target 0.85")
+    colours = {ds: f"C{i}" for i, ds in enumerate(dict.fromkeys(c["dataset"]))}
+    for ds, frac in (ceiling or {}).items():
+        a1.axhline(frac, color=colours.get(ds, "k"), ls="--", lw=1, label=f"linear ceiling, {ds}")
+    a1.set_ylabel(f"concepts with a latent of AUROC >= {auroc_cut}")
+    a1.set_xlabel("SAE")
+    a1.legend(fontsize=7)
+    a1.set_title("recovered fraction vs SAE size", fontsize=9)
+    drawn_curve = {
+        ds: (order, [float(g.loc[g["setting"] == s, "recovered_fraction"].mean()) for s in order])
+        for ds, g in c.groupby("dataset", sort=False)
+    }
+    pc = per_concept.reset_index(drop=True)
+    x = pc["linear_auroc"].to_numpy(dtype=float)
+    y = pc["auroc"].to_numpy(dtype=float)
+    size = 8 + 30 * np.log10(np.maximum(pc["n_positive"].to_numpy(dtype=float), 1)) / 4
+    a2.scatter(x, y, s=size, color="C0", alpha=0.8)
+    for xi, yi, name in zip(x, y, pc["concept"].astype(str)):
+        if yi < auroc_cut or xi < auroc_cut:
+            a2.annotate(name, (xi, yi), fontsize=6, xytext=(3, -2), textcoords="offset points")
+    lo = float(np.nanmin(np.r_[x, y, [0.5]]))
+    a2.plot([lo, 1], [lo, 1], color="k", lw=0.8, ls="--")
+    a2.axhline(auroc_cut, color="0.5", lw=0.8, ls=":")
+    a2.axvline(auroc_cut, color="0.5", lw=0.8, ls=":")
+    a2.set_xlabel("best linear direction (supervised ceiling), AUROC")
+    a2.set_ylabel("best SAE latent, AUROC")
+    a2.set_title("per concept (dot size ~ log positives)", fontsize=9)
+    fig.suptitle(_title("What limits concept recovery", tag), y=1.02)
+    fig.tight_layout()
+    return fig, {"curve": drawn_curve, "concepts": pc, "ceiling": dict(ceiling or {})}

@@ -21,13 +21,18 @@ from cytosae.analysis.thresholds import log10_safe
 __all__ = [
     "plot_barcode",
     "plot_concept_counts",
+    "plot_concept_curves",
     "plot_confusion",
     "plot_differential",
     "plot_landscape",
+    "plot_paper_values",
+    "plot_probe_comparison",
     "plot_probe_sweep",
     "plot_recovery",
     "plot_reference_images",
     "plot_segmentation",
+    "plot_setting_points",
+    "plot_umap",
     "save_figure",
 ]
 
@@ -247,3 +252,233 @@ def save_figure(fig: Any, name: str, folder: str | Path, *, dpi: int = 150) -> t
         bbox_inches="tight",
     )
     return png, pdf
+
+
+# ------------------------------------------------------------------ sweeps, baselines, UMAP
+def plot_concept_curves(
+    ax: Any,
+    long: pd.DataFrame,
+    *,
+    hue: str = "setting",
+    order: Sequence[str] | None = None,
+    log: bool = True,
+    palette: str = "viridis",
+) -> tuple[Any, dict[str, Any]]:
+    """Concepts vs threshold, one line per ``hue`` value: the mean over seeds with a ± sd band.
+
+    Args:
+        long: :func:`cytosae.analysis.sweep.long_counts` rows (``threshold``, ``n_concepts``,
+            ``hue``, ``seed``).
+        hue: the column naming the lines.
+        order: line order (default: order of appearance).
+
+    Returns:
+        ``{value: {"threshold", "mean", "sd", "n"}}`` per line (sd with ``ddof=1``; NaN for one seed).
+    """
+    import seaborn as sns
+
+    order = list(dict.fromkeys(long[hue].astype(str))) if order is None else list(order)
+    df = long.assign(**{hue: long[hue].astype(str)})
+    sns.lineplot(
+        data=df,
+        x="threshold",
+        y="n_concepts",
+        hue=hue,
+        hue_order=order,
+        errorbar="sd",
+        marker="o",
+        palette=palette,
+        ax=ax,
+    )
+    if log:
+        ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(bottom=0)  # counts; a mean - sd band below 0 is cut
+    ax.set_xlabel("log10 mean-activation threshold")
+    ax.set_ylabel("number of concepts")
+    data: dict[str, Any] = {}
+    for v in order:
+        g = df[df[hue] == v].groupby("threshold")["n_concepts"]
+        data[v] = {
+            "threshold": g.mean().index.to_numpy(dtype=float),
+            "mean": g.mean().to_numpy(dtype=float),
+            "sd": g.std(ddof=1).to_numpy(dtype=float),
+            "n": g.size().to_numpy(),
+        }
+    return ax, data
+
+
+def plot_setting_points(
+    ax: Any,
+    table: pd.DataFrame,
+    column: str,
+    *,
+    order: Sequence[str] | None = None,
+    log: bool = False,
+    color: str = "C0",
+    label: str | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """One sweep metric per setting: every seed as a dot, the mean ± sd (over seeds) as a bar.
+
+    Returns:
+        ``{setting: {"values", "mean", "sd"}}``.
+    """
+    import seaborn as sns
+
+    order = list(dict.fromkeys(table["setting"].astype(str))) if order is None else list(order)
+    df = table.assign(setting=table["setting"].astype(str))
+    sns.pointplot(
+        data=df,
+        x="setting",
+        y=column,
+        order=order,
+        errorbar="sd",
+        color=color,
+        linestyle="none",
+        capsize=0.2,
+        marker="_",
+        markersize=14,
+        ax=ax,
+        label=label,
+    )
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("")
+    data = {}
+    for i, v in enumerate(order):
+        vals = df.loc[df["setting"] == v, column].to_numpy(dtype=float)
+        jitter = np.linspace(-0.12, 0.12, vals.size) if vals.size > 1 else np.zeros(vals.size)
+        ax.scatter(i + jitter, vals, s=14, color=color, zorder=3)  # the seeds (no random jitter)
+        sd = float(vals.std(ddof=1)) if vals.size > 1 else float("nan")
+        data[v] = {"values": vals, "mean": float(vals.mean()) if vals.size else np.nan, "sd": sd}
+    return ax, data
+
+
+def plot_paper_values(
+    ax: Any,
+    paper: pd.DataFrame,
+    *,
+    mean: str = "concepts_mean",
+    sd: str = "concepts_sd",
+    color: str = "0.45",
+) -> tuple[Any, dict[str, Any]]:
+    """The paper's published values per setting as bars ± sd; where it published no number, its
+    note (e.g. "unstable training") or "n/p".
+
+    Args:
+        paper: rows of :func:`cytosae.analysis.sweep.paper_ablation` (``paper``, ``mean``, ``sd``,
+            ``note``), in the order drawn.
+
+    Returns:
+        ``{"setting", "mean", "sd", "text"}`` (NaN where not published; ``text``: what is written
+        in place of a bar, per setting, "" where there is a bar).
+    """
+    import textwrap
+
+    labels = paper["paper"].astype(str).to_list()
+    m = paper[mean].to_numpy(dtype=float)
+    s = paper[sd].to_numpy(dtype=float)
+    notes = paper["note"].astype(str).to_list() if "note" in paper else [""] * len(labels)
+    pos = np.arange(len(labels))
+    ax.bar(pos, np.nan_to_num(m), yerr=np.nan_to_num(s), color=color, capsize=3)
+    top = np.nanmax(m + np.nan_to_num(s)) if np.isfinite(m).any() else 1.0
+    text = [""] * len(labels)
+    for i in np.flatnonzero(~np.isfinite(m)):
+        text[i] = textwrap.fill(notes[i] or "n/p", 14)
+        ax.text(pos[i], 0.02 * top, text[i], ha="center", va="bottom", fontsize=6, color="0.3")
+    ax.set_xticks(pos, labels=labels)
+    return ax, {"setting": labels, "mean": m, "sd": s, "text": text}
+
+
+def plot_probe_comparison(
+    ax: Any,
+    comparison: pd.DataFrame,
+    *,
+    paper: tuple[float, float] | None = None,
+    paper_label: str = "paper, barcode probe (REAL data)",
+) -> tuple[Any, dict[str, Any]]:
+    """Weighted F1 per model (mean ± sd over the folds, folds as dots), the majority-class rate,
+    and the paper's value as a labelled reference band.
+
+    Args:
+        comparison: :func:`cytosae.analysis.baseline.compare_probes` (``model``, ``f1_mean``,
+            ``f1_sd``, ``f1_folds``, ``majority_rate``).
+        paper: ``(mean, sd)`` drawn as a line and band (None: not drawn).
+
+    Returns:
+        ``{"model", "f1_mean", "f1_sd", "folds", "majority_rate", "paper"}``.
+    """
+    models = comparison["model"].astype(str).to_list()
+    m = comparison["f1_mean"].to_numpy(dtype=float)
+    s = comparison["f1_sd"].to_numpy(dtype=float)
+    pos = np.arange(len(models))
+    ax.bar(pos, m, yerr=s, capsize=4, color=[f"C{i}" for i in range(len(models))], alpha=0.8)
+    folds = [np.asarray(f, dtype=float) for f in comparison["f1_folds"]]
+    for i, f in enumerate(folds):
+        jitter = np.linspace(-0.15, 0.15, f.size) if f.size > 1 else np.zeros(1)
+        ax.scatter(pos[i] + jitter, f, s=10, color="k", zorder=3)
+    rate = float(comparison["majority_rate"].iloc[0])
+    ax.axhline(rate, ls=":", color="k", lw=1, label=f"majority-class rate {rate:.2f}")
+    if paper is not None:
+        ax.axhspan(paper[0] - paper[1], paper[0] + paper[1], color="C3", alpha=0.15, lw=0)
+        ax.axhline(
+            paper[0], color="C3", ls="--", lw=1, label=f"{paper_label}: {paper[0]} ± {paper[1]}"
+        )
+    ax.set_xticks(pos, labels=models, rotation=15, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.3)
+    ax.set_ylabel("weighted F1 (5-fold CV, same folds)")
+    ax.legend(fontsize=7, loc="upper right")
+    return ax, {
+        "model": models,
+        "f1_mean": m,
+        "f1_sd": s,
+        "folds": folds,
+        "majority_rate": rate,
+        "paper": paper,
+    }
+
+
+def plot_umap(
+    ax: Any,
+    coords: pd.DataFrame,
+    hue: str,
+    *,
+    highlight: str | None = None,
+    palette: str = "tab10",
+    s: float = 18,
+) -> tuple[Any, dict[str, Any]]:
+    """A 2-D map (``umap_x``, ``umap_y``) coloured by ``hue``; rows where the boolean column
+    ``highlight`` is True are ringed.
+
+    Returns:
+        ``{"x", "y", "hue", "highlighted"}``.
+    """
+    import seaborn as sns
+
+    df = coords.assign(**{hue: coords[hue].astype(str)})
+    order = sorted(df[hue].unique(), key=lambda v: (len(v), v))
+    sns.scatterplot(
+        data=df,
+        x="umap_x",
+        y="umap_y",
+        hue=hue,
+        hue_order=order,
+        palette=palette,
+        s=s,
+        linewidth=0,
+        ax=ax,
+    )
+    hl = np.zeros(len(df), dtype=bool)
+    if highlight is not None:
+        hl = df[highlight].to_numpy(dtype=bool)
+        ax.scatter(
+            df["umap_x"][hl], df["umap_y"][hl], s=s * 3, facecolors="none", edgecolors="k", lw=0.8
+        )
+    ax.set_xlabel("UMAP 1")
+    ax.set_ylabel("UMAP 2")
+    ax.legend(fontsize=6, markerscale=0.7, title=hue, title_fontsize=7, loc="best")
+    return ax, {
+        "x": df["umap_x"].to_numpy(),
+        "y": df["umap_y"].to_numpy(),
+        "hue": df[hue].to_numpy(),
+        "highlighted": hl,
+    }

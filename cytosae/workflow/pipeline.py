@@ -24,7 +24,7 @@ import functools
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -322,7 +322,7 @@ class Pipeline:
         ``pretrained-<sha256[:16]>`` of the pretrained file(s)."""
         if self.sae_source is not None:
             return f"pretrained-{self.sae_source.digest[:16]}"
-        return self.sae_dir().name
+        return self.train_key()
 
     def sae_dir(self, sae_cfg: SAEConfig | None = None) -> Path:
         """Folder of the SAE trained with the profile's config (or ``sae_cfg``, e.g. an ablation).
@@ -343,14 +343,7 @@ class Pipeline:
             )
         cfg = sae_cfg or p.sae
         store = self.tokens(p.train_dataset)
-        key = digest(
-            "sae",
-            __version__,
-            code_digest(*_SAE_CODE),
-            cfg.to_dict(),
-            p.train.to_dict(),
-            store.digest,
-        )
+        key = self.train_key(cfg)
         work = self.runs / "sae" / f"work-{key}"
 
         def build(tmp: Path) -> None:
@@ -508,3 +501,126 @@ class Pipeline:
             filters=filters or Filters(threshold=p.threshold),
             tag=self.tag(),
         )
+
+    # ---------------------------------------------------------------- sweeps
+    def variant(self, overrides: Mapping[str, Any]) -> Pipeline:
+        """This pipeline's profile with more ``overrides`` (same cache root): one setting of a sweep.
+
+        Stages the variant shares with this pipeline (the same configs) hit the same cache folders.
+        """
+        return Pipeline(self.profile, runs=self.runs, progress=self.progress, overrides=overrides)
+
+    def train_key(self, sae_cfg: SAEConfig | None = None) -> str:
+        """The cache key (folder name under ``runs/sae/``) of :meth:`sae_dir` for ``sae_cfg``
+        (default: the profile's SAE), computed without training: what :meth:`sae_dir` uses."""
+        p = self.profile
+        return digest(
+            "sae",
+            __version__,
+            code_digest(*_SAE_CODE),
+            (sae_cfg or p.sae).to_dict(),
+            p.train.to_dict(),
+            self.tokens(p.train_dataset).digest,
+        )
+
+    def train_saes(self, sae_cfgs: Sequence[SAEConfig]) -> list[Path]:
+        """Train several SAEs on ONE pass over the profile's training tokens; cache each one where
+        :meth:`sae_dir` would (so a later ``sae_dir(cfg)`` reuses it), and return their folders.
+
+        All configs share the profile's token store and ``TrainConfig`` (an SAE with another
+        learning rate or layer is another profile: :meth:`variant`). SAEs already cached are not
+        trained again. Each cached folder holds what a single :meth:`sae_dir` run writes (its
+        weights and density files, its own ``run.json`` and its rows of ``metrics.jsonl``); the
+        numbers are those of a single run, since every SAE of :func:`~cytosae.train.train_many`
+        sees the same batches in the same order (``tests/test_sweep.py`` checks it bit for bit).
+        """
+        import json
+
+        from cytosae.train import train_many
+        from cytosae.train.state import RUN_FILE, run_record
+
+        p = self.profile
+        cfgs = list(sae_cfgs)
+        keys = [self.train_key(c) for c in cfgs]
+        todo: dict[str, SAEConfig] = {}
+        for k, c in zip(keys, cfgs):
+            if not is_complete(self.runs / "sae" / k):
+                todo.setdefault(k, c)
+        if len(todo) == 1:
+            self.sae_dir(next(iter(todo.values())))
+        elif todo:
+            store = self.tokens(p.train_dataset)
+            work = self.runs / "sae" / f"group-{digest('sae-group', sorted(todo))}"
+            train_many(store, list(todo.values()), p.train, work, progress=self.progress)
+            lines = (work / "metrics.jsonl").read_text().splitlines()
+            for i, (key, cfg) in enumerate(todo.items()):
+                src = work / f"sae_{i:02d}"
+
+                def build(tmp: Path, src: Path = src, cfg: SAEConfig = cfg, i: int = i) -> None:
+                    for f in src.iterdir():
+                        if f.is_file():
+                            shutil.copy2(f, tmp / f.name)
+                    rows = [json.loads(line) for line in lines if line.strip()]
+                    mine = [{**r, "sae": 0} for r in rows if r["sae"] == i]
+                    (tmp / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mine))
+                    record = run_record(p.train, [cfg], store)
+                    (tmp / RUN_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+                cached_dir(self.runs / "sae", key, build)
+            shutil.rmtree(work, ignore_errors=True)
+        return [self.runs / "sae" / k for k in keys]
+
+    def sweep(
+        self,
+        grid: Mapping[str, Sequence[Any]],
+        seeds: Sequence[int] = (42,),
+        *,
+        dataset: str | None = None,
+        thresholds: Sequence[float] | None = None,
+    ) -> pd.DataFrame:
+        """Train and evaluate every SAE of a sweep; one tidy row per SAE.
+
+        Args:
+            grid: axis -> settings, each a dict of dotted overrides (or ``{"label", "paper",
+                "set"}``; :func:`cytosae.analysis.sweep.expand`), e.g.
+                ``{"expansion": [{"sae.expansion_factor": f} for f in (16, 32)]}``.
+            seeds: ``sae.seed`` values; every setting is trained at each.
+            dataset: where the statistics are computed (default: each variant's training dataset).
+            thresholds: concept thresholds (default -6..0).
+
+        SAEs whose inputs agree (same token store and ``TrainConfig``) train on one pass over the
+        tokens (:meth:`train_saes`); another learning rate or layer makes another group. Each SAE
+        is cached where ``sae_dir`` puts it and each statistics pass where :meth:`stats` does, so a
+        sweep rerun, or a single call for one of its settings, computes nothing again.
+
+        Returns:
+            :func:`cytosae.analysis.sweep.sweep_row` rows (``axis``, ``setting``, ``paper``,
+            ``seed``, ``d_sae``, ``concepts_<t>``, ``dead_frac``, ``never_fired``, ``l0``,
+            ``explained_variance``, ``mse``, ``sae``, ``overrides``).
+        """
+        import pandas as pd
+
+        from cytosae.analysis import sweep as sw
+
+        variants = sw.expand(grid, seeds)
+        pipes = [self.variant(v.as_overrides()) for v in variants]
+        groups: dict[str, list[Pipeline]] = {}
+        for q in pipes:
+            qp = q.profile
+            key = digest(qp.synth, qp.backbone, qp.extract, qp.train, qp.train_dataset)
+            groups.setdefault(key, []).append(q)
+        for members in groups.values():
+            members[0].train_saes([q.profile.sae for q in members])
+        rows = []
+        for v, q in zip(variants, pipes):
+            stats = q.stats(dataset or q.profile.train_dataset)
+            rows.append(
+                sw.sweep_row(
+                    v,
+                    stats,
+                    q.train_history(),
+                    thresholds=sw.THRESHOLDS if thresholds is None else thresholds,
+                    sae=q.sae_dir().name,
+                )
+            )
+        return pd.DataFrame(rows)
