@@ -71,40 +71,44 @@ pipe.show(fig, "fig2a_latent_landscape")
 # %%
 from cytosae.analysis import sweep
 
-grid = (
-    sweep.expansion_grid(expansion)
-    if expansion
-    else {"expansion": sweep.ablation_grid(pipe.profile.name)["expansion"]}
-)
-table = pipe.sweep(grid, seeds=seeds, dataset=dataset)
-summary = sweep.summarise(table)
-cols = [f"{sweep.concept_column(t)}_{m}" for t in (-4, -3, -2) for m in ("mean", "sd")]
-print(summary[["setting", "n_seeds", *cols, "l0_mean", "dead_frac_mean"]].round(2).to_string())
+if pipe.pretrained:  # the sweep trains SAEs; a run on a given SAE trains none
+    print("pretrained SAE: the expansion sweep trains SAEs of its own, skipped")
+else:
+    grid = (
+        sweep.expansion_grid(expansion)
+        if expansion
+        else {"expansion": sweep.ablation_grid(pipe.profile.name)["expansion"]}
+    )
+    table = pipe.sweep(grid, seeds=seeds, dataset=dataset)
+    summary = sweep.summarise(table)
+    cols = [f"{sweep.concept_column(t)}_{m}" for t in (-4, -3, -2) for m in ("mean", "sd")]
+    print(summary[["setting", "n_seeds", *cols, "l0_mean", "dead_frac_mean"]].round(2).to_string())
 
 # %%
-first = table.drop_duplicates("setting")
-by_setting = {
-    r.setting: pipe.variant(json.loads(r.overrides)).stats(dataset)
-    for r in first.itertuples(index=False)
-}
-fig, _ = figures.expansion_figure(
-    by_setting,
-    table,
-    threshold=pipe.profile.threshold,
-    dataset=dataset,
-    note=(
-        f"landscapes: seed {int(first['seed'].iloc[0])}; curves: mean ± sd over seeds "
-        f"{list(seeds)}"
-        + (
-            f"; {'/'.join(first['setting'])} stand for the paper's "
-            f"{'/'.join('x' + p for p in first['paper'])} (CPU time)"
-            if first["paper"].ne("").all() and pipe.synthetic
-            else ""
-        )
-    ),
-    tag=pipe.tag(),
-)
-pipe.show(fig, "fig2a_expansion")
+if not pipe.pretrained:
+    first = table.drop_duplicates("setting")
+    by_setting = {
+        r.setting: pipe.variant(json.loads(r.overrides)).stats(dataset)
+        for r in first.itertuples(index=False)
+    }
+    fig, _ = figures.expansion_figure(
+        by_setting,
+        table,
+        threshold=pipe.profile.threshold,
+        dataset=dataset,
+        note=(
+            f"landscapes: seed {int(first['seed'].iloc[0])}; curves: mean ± sd over seeds "
+            f"{list(seeds)}"
+            + (
+                f"; {'/'.join(first['setting'])} stand for the paper's "
+                f"{'/'.join('x' + p for p in first['paper'])} (CPU time)"
+                if first["paper"].ne("").all() and pipe.synthetic
+                else ""
+            )
+        ),
+        tag=pipe.tag(),
+    )
+    pipe.show(fig, "fig2a_expansion")
 
 # %% [markdown]
 # ## Fig. 2A from the authors' released statistics (REAL data)

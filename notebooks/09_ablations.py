@@ -49,22 +49,31 @@ pipe = setup(globals())
 import pandas as pd
 
 from cytosae.analysis import sweep
+from cytosae.model.backbone import ARCHS
 from cytosae.plotting import figures
 
-full = {**sweep.ablation_grid(pipe.profile.name), **grid}
-chosen = {a: full[a] for a in (axes or list(full))}
-other_seeds = seeds or list(sweep.ABLATION_SEEDS.get(pipe.profile.name, (42,)))
-parts = []
-if "expansion" in chosen:
-    parts.append(pipe.sweep({"expansion": chosen["expansion"]}, seeds=sweep.EXPANSION_SEEDS))
-rest = {a: v for a, v in chosen.items() if a != "expansion"}
-if rest:
-    parts.append(pipe.sweep(rest, seeds=other_seeds))
-table = pd.concat(parts, ignore_index=True)
-for axis, t in table.groupby("axis", sort=False):
-    print(f"{axis}:")
-    for r in t.drop_duplicates("setting").itertuples(index=False):
-        print(f"  {r.setting:>18} (paper {r.paper or '-'}): {r.overrides}")
+if pipe.pretrained:  # the ablations train SAEs; a run on a given SAE trains none
+    print("pretrained SAE: the ablations train SAEs of their own, skipped")
+else:
+    depth = ARCHS[pipe.profile.backbone.arch].depth
+    full = {**sweep.ablation_grid(pipe.profile.name, depth=depth), **grid}
+    if pipe.profile.name == "paper" and len(full["layer"]) < 4:
+        print(
+            f"layer axis: the {depth}-block backbone has {len(full['layer'])} of the paper's 4 layers"
+        )
+    chosen = {a: full[a] for a in (axes or list(full))}
+    other_seeds = seeds or list(sweep.ABLATION_SEEDS.get(pipe.profile.name, (42,)))
+    parts = []
+    if "expansion" in chosen:
+        parts.append(pipe.sweep({"expansion": chosen["expansion"]}, seeds=sweep.EXPANSION_SEEDS))
+    rest = {a: v for a, v in chosen.items() if a != "expansion"}
+    if rest:
+        parts.append(pipe.sweep(rest, seeds=other_seeds))
+    table = pd.concat(parts, ignore_index=True)
+    for axis, t in table.groupby("axis", sort=False):
+        print(f"{axis}:")
+        for r in t.drop_duplicates("setting").itertuples(index=False):
+            print(f"  {r.setting:>18} (paper {r.paper or '-'}): {r.overrides}")
 
 # %% [markdown]
 # Ours beside the paper's: concepts above -3 and dead fraction (mean ± sd over the seeds; one
@@ -73,10 +82,11 @@ for axis, t in table.groupby("axis", sort=False):
 # smaller SAEs trained for minutes, so only the direction of each effect can be compared.
 
 # %%
-summary = sweep.summarise(table)
-ablation = sweep.ablation_table(summary, threshold=pipe.profile.threshold)
-with pd.option_context("display.width", 200, "display.max_colwidth", 40):
-    print(ablation.to_string(index=False))
+if not pipe.pretrained:
+    summary = sweep.summarise(table)
+    ablation = sweep.ablation_table(summary, threshold=pipe.profile.threshold)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 40):
+        print(ablation.to_string(index=False))
 
 # %% [markdown]
 # One figure per axis: concepts against the threshold for each setting, then concepts above
@@ -84,22 +94,23 @@ with pd.option_context("display.width", 200, "display.max_colwidth", 40):
 # paper's concepts above -3 for the settings ours stand for ("n/p": not published).
 
 # %%
-paper = sweep.paper_ablation()
-notes = {  # what the CPU profiles use (the paper profile runs the paper's grid)
-    "expansion": "x1/x2/x4 stand for the paper's 16/32/64; three seeds",
-    "l1": "an x1 SAE, one seed",
-    "lr": "an x1 SAE, one seed; x10 and /10 around the profile's learning rate",
-    "layer": "x1 SAEs on a reduced world (18 images, 1 per class), 60 steps, one seed",
-    "ghost_grads": "the profile's x4 SAE, one seed; dead window scaled to 8 steps",
-    "b_dec": "an x1 SAE, one seed",
-}
-for axis in dict.fromkeys(table["axis"]):
-    fig, _ = figures.ablation_figure(
-        table,
-        axis,
-        paper=paper,
-        threshold=pipe.profile.threshold,
-        note=notes.get(axis, "") if pipe.synthetic else "",
-        tag=pipe.tag(),
-    )
-    pipe.show(fig, f"ablation_{axis}")
+if not pipe.pretrained:
+    paper = sweep.paper_ablation()
+    notes = {  # what the CPU profiles use (the paper profile runs the paper's grid)
+        "expansion": "x1/x2/x4 stand for the paper's 16/32/64; three seeds",
+        "l1": "an x1 SAE, one seed",
+        "lr": "an x1 SAE, one seed; x10 and /10 around the profile's learning rate",
+        "layer": "x1 SAEs on a reduced world (18 images, 1 per class), 60 steps, one seed",
+        "ghost_grads": "the profile's x4 SAE, one seed; dead window scaled to 8 steps",
+        "b_dec": "an x1 SAE, one seed",
+    }
+    for axis in dict.fromkeys(table["axis"]):
+        fig, _ = figures.ablation_figure(
+            table,
+            axis,
+            paper=paper,
+            threshold=pipe.profile.threshold,
+            note=notes.get(axis, "") if pipe.synthetic else "",
+            tag=pipe.tag(),
+        )
+        pipe.show(fig, f"ablation_{axis}")

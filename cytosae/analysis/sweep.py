@@ -367,15 +367,20 @@ def ablation_table(summary: pd.DataFrame, *, threshold: float = -3.0) -> pd.Data
 
 
 # ------------------------------------------------------------------------------ the grids
-def ablation_grid(profile: str) -> dict[str, list[dict[str, Any]]]:
+def ablation_grid(profile: str, *, depth: int | None = None) -> dict[str, list[dict[str, Any]]]:
     """The Sec. 3.4 grid of a profile (each setting names the paper's setting it stands for).
 
     * ``paper``: the paper's grid (expansion 16/32/64*/128, L1 8e-4/8e-5*/8e-6, lr
       4e-3/4e-4*/4e-5, layers 2/5/11*/12 (1-based; ``blocks[1]``, ``[4]``, ``[10]``, ``[11]``),
       ghost grads on*/off, b_dec geometric median*/mean).
     * ``default`` and ``smoke``: scaled for a CPU; see :func:`_cpu_grid`.
+
+    Args:
+        depth: the backbone's number of blocks; layers it does not have are left out of the
+            paper's layer axis (a miniature backbone, e.g. ``backbone.arch=tiny-test``).
     """
     if profile == "paper":
+        layers = [n for n in (2, 5, 11, 12) if depth is None or n <= depth]
         return {
             **expansion_grid((16, 32, 64, 128), (16, 32, 64, 128)),
             "l1": [
@@ -386,7 +391,7 @@ def ablation_grid(profile: str) -> dict[str, list[dict[str, Any]]]:
                 _s(f"{v:g}", p, {"train.lr": v})
                 for v, p in ((4e-3, "4e-3"), (4e-4, "4e-4"), (4e-5, "4e-5"))
             ],
-            "layer": [_s(f"layer {n}", str(n), {"backbone.layer": n - 1}) for n in (2, 5, 11, 12)],
+            "layer": [_s(f"layer {n}", str(n), {"backbone.layer": n - 1}) for n in layers],
             "ghost_grads": [
                 _s("on", "on", {"sae.use_ghost_grads": True}),
                 _s("off", "off", {"sae.use_ghost_grads": False}),
