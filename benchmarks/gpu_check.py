@@ -144,7 +144,7 @@ def sec_store(a: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
         if label == "cold":
             rates["resident_before_cold"] = bench_scale.evict(folder)
         t0 = time.perf_counter()
-        for _, batch in step_batches(store, tcfg, 0, a.read_steps):
+        for _ in step_batches(store, tcfg, 0, a.read_steps):
             pass
         dt = time.perf_counter() - t0
         rates[f"read_{label}_MB_s"] = a.read_steps * PAPER_BATCH * bench_scale.RECORD / 1e6 / dt

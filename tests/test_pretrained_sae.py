@@ -136,7 +136,7 @@ def test_sae_file_tells_the_formats_apart_and_hashes_the_content(tmp_path: Path,
     with pytest.raises(FileNotFoundError, match="no SAE at"):
         sae_file(tmp_path / "missing.pt")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CheckpointError, match="lacks cfg.json, sae.safetensors"):
+    with pytest.raises(CheckpointError, match=r"lacks cfg\.json, sae\.safetensors"):
         sae_file(tmp_path / "empty")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(CheckpointError, match="not an SAE checkpoint"):

@@ -67,7 +67,7 @@ def all_tokens(folder: Path, n_shards: int) -> np.ndarray:
     return np.concatenate([np.load(shard_path(folder, k, "npy")) for k in range(n_shards)])
 
 
-@pytest.fixture()
+@pytest.fixture
 def store_dir(tmp_path: Path) -> Path:
     return make_store(tmp_path / "s", [5, 5, 1, 5, 4])
 

@@ -54,10 +54,8 @@ DEFAULT_WORKERS = 4
 #: Shard files kept open; reads of further shards open and close their file.
 MAX_OPEN_FILES = 256
 _IOV_MAX = 1024
-try:  # pragma: no cover - platform constant
+with contextlib.suppress(AttributeError, ValueError, OSError):  # pragma: no cover - platform
     _IOV_MAX = max(1, int(os.sysconf("SC_IOV_MAX")))
-except (AttributeError, ValueError, OSError):  # pragma: no cover
-    pass
 
 
 class IncompleteStoreError(FileNotFoundError):
@@ -141,7 +139,7 @@ class TokenStore:
             f"d_model={self.d_model})"
         )
 
-    def __enter__(self) -> TokenStore:  # noqa: PYI034
+    def __enter__(self) -> TokenStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -209,7 +209,7 @@ class Pipeline:
             return self.synth_root / DATASET_ROOTS[name]
         return self.profile.real_root(name)
 
-    @functools.cache
+    @functools.cache  # noqa: B019 - one Pipeline per notebook; it lives as long as its caches
     def manifest(self, name: str) -> pd.DataFrame:
         from cytosae.data.adapters import load_manifest
 
@@ -250,7 +250,7 @@ class Pipeline:
         return load_groundtruth(self.dataset_root(name))
 
     # ---------------------------------------------------------------- tokens
-    @functools.cache
+    @functools.cache  # noqa: B019 - one Pipeline per notebook; it lives as long as its caches
     def tokens(self, name: str) -> TokenStore:
         from cytosae.store.extract import extract_tokens
 
@@ -385,7 +385,7 @@ class Pipeline:
         return pd.read_json(self.sae_dir(sae_cfg) / "metrics.jsonl", lines=True)
 
     # ----------------------------------------------------------------- stats
-    @functools.cache
+    @functools.cache  # noqa: B019 - one Pipeline per notebook; it lives as long as its caches
     def stats(self, name: str) -> LatentStats:
         from cytosae.analysis.latents import LatentStats, encode_pass
         from cytosae.hardware import resolve_device

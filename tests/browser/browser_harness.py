@@ -6,6 +6,7 @@ The fixtures in ``conftest.py`` are built from these; a test that needs more tha
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -134,10 +135,8 @@ class VoilaServer:
                 self.proc.wait(timeout=5)
         _, alive = psutil.wait_procs(tree, timeout=5)
         for p in alive:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
-            except psutil.NoSuchProcess:
-                pass
         psutil.wait_procs(alive, timeout=5)
         self.log_file.close()
 

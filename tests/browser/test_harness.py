@@ -27,8 +27,16 @@ def test_a_failing_cell_fails_fast_with_its_traceback_and_the_voila_log(
 
 def _run_tier(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rsE"]
-        + [str(HERE / "test_standin.py::test_first_render")],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rsE",
+            str(HERE / "test_standin.py::test_first_render"),
+        ],
         cwd=REPO,
         check=False,
         env={**os.environ, "CYTOSAE_ARTIFACTS": str(tmp_path), **env},
