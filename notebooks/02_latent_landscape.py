@@ -30,7 +30,7 @@
 profile: str = "default"  # smoke | default | paper
 overrides: dict = {}  # profile settings, e.g. {"sae.expansion_factor": 16} (see the README)
 dataset: str = "mll23"  # which dataset's statistics to draw
-expansion: list = []  # factors of the Fig. 2A sweep; [] = the profile's (default 1/2/4, paper 16/32/64/128)
+expansion: list = []  # factors of the Fig. 2A sweep; empty for the profile's (default 1/2/4, paper 16/32/64/128)
 seeds: list = [42, 43, 44]  # SAE seeds of the sweep (the paper: three)
 
 # %%

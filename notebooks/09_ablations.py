@@ -36,9 +36,9 @@
 # %% tags=["parameters"]
 profile: str = "default"  # smoke | default | paper
 overrides: dict = {}  # profile settings, e.g. {"sae.expansion_factor": 16} (see the README)
-axes: list = []  # axes to run ([] = all): expansion, l1, lr, layer, ghost_grads, b_dec
+axes: list = []  # axes to run (empty for all): expansion, l1, lr, layer, ghost_grads, b_dec
 grid: dict = {}  # axis -> settings, replacing the profile's grid (cytosae.analysis.sweep)
-seeds: list = []  # seeds of the axes other than expansion ([] = the profile's: default [42])
+seeds: list = []  # seeds of the axes other than expansion (empty for the profile's, default [42])
 
 # %%
 from cytosae.workflow.notebook import setup

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from cytosae.workflow.determinism import PINNED_CPU_ENV, pin_cpu_kernels
-from cytosae.workflow.runner import check_clean, stripped
+from cytosae.workflow.runner import check_clean, stripped, undeclared_assignments
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -42,3 +42,17 @@ def test_pin_cpu_kernels_sets_only_what_is_unset():
     assert {k: v for k, v in got.items() if k != "MKL_CBWR"} == {
         k: v for k, v in PINNED_CPU_ENV.items() if k != "MKL_CBWR"
     }
+
+
+def test_a_parameter_papermill_cannot_parse_is_a_problem(tmp_path):
+    src = NOTEBOOKS / "09_ablations.ipynb"
+    nb = json.loads(src.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    cell["source"] = ["profile: str = 'default'\n", "axes: list = []  # axes ([] = all)\n"]
+    path = tmp_path / src.name
+    path.write_text(json.dumps(nb))
+    assert undeclared_assignments(path) == ["axes"]  # papermill would drop it with a warning
+    cell["source"][1] = "axes: list = []  # axes (empty for all)\n"
+    path.write_text(json.dumps(nb))
+    assert undeclared_assignments(path) == []
+    assert all(undeclared_assignments(p) == [] for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))

@@ -109,3 +109,17 @@ def test_save_figure_stable(tmp_path) -> None:
 
     a, b = draw(tmp_path / "a"), draw(tmp_path / "b")
     assert a == b and a[1][:4] == b"%PDF" and b"CreationDate" not in a[1]
+
+
+def test_landscape_draws_latents_without_entropy_grey(ax) -> None:
+    stats = SimpleNamespace(
+        sparsity=np.array([0.1, 0.2, 0.3]),
+        mean_acts=np.array([0.1, 0.2, 0.3]),
+        top_entropy=np.array([-1.0, 0.7, 1.4]),  # -1: fewer than k top images
+    )
+    _, d = plots.plot_landscape(ax, stats, marginals=False)
+    assert d["no_entropy"] == 1
+    grey, coloured = ax.collections
+    np.testing.assert_allclose(grey.get_offsets(), [[-1.0, -1.0]])
+    np.testing.assert_allclose(coloured.get_array(), [0.7, 1.4])
+    assert coloured.norm.vmin == 0.0  # the scale starts at zero entropy, not at -1

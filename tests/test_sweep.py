@@ -14,6 +14,7 @@ import pytest
 
 from cytosae.analysis import sweep
 from cytosae.analysis.thresholds import above_threshold
+from cytosae.plotting import figures
 from cytosae.workflow.profiles import get_profile
 
 
@@ -225,4 +226,43 @@ def test_sweep_table_on_smoke(smoke_pipeline, monkeypatch):
     monkeypatch.setattr(cytosae.train, "train_sae", boom)
     monkeypatch.setattr(cytosae.analysis.latents, "encode_pass", boom)
     again = smoke_pipeline.sweep(grid, seeds=(42, 43))
+    pd.testing.assert_frame_equal(again, table)
+
+
+def test_a_diverging_setting_is_a_row_not_a_crash(smoke_pipeline):
+    """A learning rate the SAE cannot take (the paper's "unstable training" at lr 4e-3) is a
+    row with status "diverged", NaN numbers and the step, in the table, the summary, the printed
+    ablation table and the figure; the healthy settings are unaffected, and a rerun agrees."""
+    grid = {
+        "lr": [
+            {"label": "1e-3", "paper": "4e-4", "set": {"train.lr": 1e-3}},
+            {"label": "50", "paper": "4e-3", "set": {"train.lr": 50.0}},
+        ],
+        "x": [  # one group of two SAEs (same tokens and TrainConfig) that both diverge
+            {"label": f"x{f}", "set": {"train.lr": 50.0, "sae.expansion_factor": f}} for f in (1, 2)
+        ],
+    }
+    table = smoke_pipeline.sweep(grid, seeds=(42,))
+    assert table["status"].tolist() == ["ok", "diverged", "diverged", "diverged"]
+    ok, bad = table.iloc[0], table.iloc[1]
+    assert ok["note"] == "" and np.isfinite(ok["explained_variance"])
+    assert bad[[sweep.concept_column(t) for t in sweep.THRESHOLDS]].isna().all()
+    assert np.isnan(bad["dead_frac"]) and np.isnan(bad["l0"])
+    assert bad["note"].startswith("diverged at step ") and "explained variance" in bad["note"]
+    assert "/" not in bad["note"]  # no paths: the note is printed in committed notebooks
+    assert table["d_sae"].tolist() == [768, 768, 384, 768]
+    s = sweep.summarise(table)
+    assert s["n_diverged"].tolist() == [0, 1, 1, 1]
+    a = sweep.ablation_table(s, threshold=-3)
+    step = bad["note"].split(":", 1)[0]
+    assert a["concepts"].iloc[1] == step and a["paper note"].iloc[1] == "unstable training"
+    assert a["dead frac"].iloc[1] == "" and a["concepts"].iloc[0].isdigit()
+    fig, data = figures.ablation_figure(table, "lr", paper=sweep.paper_ablation(), threshold=-3)
+    assert data["diverged"] == ["50"]
+    assert "diverged" in [t.get_text() for t in fig.axes[1].texts]
+    assert data["concepts"]["50"]["values"].size == 0  # nothing drawn for it...
+    fig.canvas.draw()  # ... and the figure renders, every setting in its place
+    ticks = [t.get_text() for t in fig.axes[1].get_xticklabels()]
+    assert ticks == ["1e-3", "50"] and fig.axes[1].get_xlim() == (-0.5, 1.5)
+    again = smoke_pipeline.sweep(grid, seeds=(42,))  # resumes the diverged runs: same rows
     pd.testing.assert_frame_equal(again, table)

@@ -38,6 +38,7 @@ __all__ = [
     "ablation_grid",
     "ablation_table",
     "concept_column",
+    "diverged_row",
     "expand",
     "expansion_grid",
     "long_counts",
@@ -214,7 +215,8 @@ def sweep_row(
         ``axis``, ``setting``, ``paper``, ``seed``, ``d_sae``, one ``concepts_<t>`` per threshold,
         ``dead_frac`` (training: no firing for more than the dead window, at the end),
         ``never_fired`` (fraction of latents firing on no image of the dataset), ``l0``,
-        ``explained_variance``, ``mse``, ``sae``, ``overrides`` (JSON).
+        ``explained_variance``, ``mse``, ``sae``, ``overrides`` (JSON), ``status`` (``"ok"``;
+        :func:`diverged_row` for a run that diverged) and ``note``.
     """
     mean_acts = np.asarray(stats.mean_acts, dtype=np.float64)
     sparsity = np.asarray(stats.sparsity, dtype=np.float64)
@@ -234,6 +236,41 @@ def sweep_row(
         row[col] = float(tail[col].mean()) if col in tail else float("nan")
     row["sae"] = sae
     row["overrides"] = json.dumps(variant.as_overrides(), sort_keys=True)
+    row["status"] = "ok"
+    row["note"] = ""
+    return row
+
+
+def diverged_row(
+    variant: Variant,
+    *,
+    d_sae: int,
+    step: int | None,
+    reason: str,
+    thresholds: Iterable[float] = THRESHOLDS,
+    sae: str = "",
+) -> dict[str, Any]:
+    """The row of an SAE whose training diverged: its columns as :func:`sweep_row`'s, with NaN
+    counts and metrics (a diverged SAE has no final weights), ``status`` ``"diverged"`` and the
+    ``note`` saying at which step and why (the paper reports such a setting as "unstable
+    training", e.g. its lr 4e-3)."""
+    row: dict[str, Any] = {
+        "axis": variant.axis,
+        "setting": variant.setting,
+        "paper": variant.paper,
+        "seed": variant.seed,
+        "d_sae": int(d_sae),
+    }
+    for t in thresholds:
+        row[concept_column(t)] = float("nan")
+    for col in METRICS:
+        row[col] = float("nan")
+    row["sae"] = sae
+    row["overrides"] = json.dumps(variant.as_overrides(), sort_keys=True)
+    row["status"] = "diverged"
+    row["note"] = (
+        f"diverged at step {step}: {reason}" if step is not None else f"diverged: {reason}"
+    )
     return row
 
 
@@ -245,8 +282,9 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     """Mean and sd over seeds per (axis, setting), in the table's order.
 
     The sd is the sample sd (``ddof=1``, NaN for one seed), as ``mean ± sd`` over three seeds in
-    the paper. Columns: ``axis``, ``setting``, ``paper``, ``n_seeds``, then ``<col>_mean`` and
-    ``<col>_sd`` for every concept column and metric.
+    the paper; seeds that diverged (NaN) are left out of both. Columns: ``axis``, ``setting``,
+    ``paper``, ``n_seeds``, ``n_diverged``, ``note`` (the first diverged seed's), then
+    ``<col>_mean`` and ``<col>_sd`` for every concept column and metric.
     """
     cols = [c for c in table.columns if c.startswith("concepts_")] + [
         c for c in METRICS if c in table.columns
@@ -258,9 +296,15 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     sd = g[cols].std(ddof=1).add_suffix("_sd")
     n = g.size().rename("n_seeds")
     paper = g["paper"].first()
-    out = pd.concat([paper, n, mean, sd], axis=1)
+    if "status" in table.columns:
+        n_div = g["status"].apply(lambda x: int((x == "diverged").sum())).rename("n_diverged")
+        note = g["note"].apply(lambda x: next((v for v in x if v), "")).rename("note")
+    else:
+        n_div = (n * 0).rename("n_diverged")
+        note = n.map(lambda _: "").rename("note")
+    out = pd.concat([paper, n, n_div, note, mean, sd], axis=1)
     out = out.reindex(pd.MultiIndex.from_frame(order)).reset_index()
-    inter = ["axis", "setting", "paper", "n_seeds"]
+    inter = ["axis", "setting", "paper", "n_seeds", "n_diverged", "note"]
     for c in cols:
         inter += [f"{c}_mean", f"{c}_sd"]
     return out[inter]
@@ -344,13 +388,19 @@ def ablation_table(summary: pd.DataFrame, *, threshold: float = -3.0) -> pd.Data
     for r in summary.to_dict("records"):
         key = (r["axis"], r["paper"])
         p = ref.loc[key] if key in ref.index else None
+        diverged = int(r.get("n_diverged", 0) or 0)
+        ours = _pm(r[f"{c}_mean"], r[f"{c}_sd"], ".0f")
+        if diverged == int(r["n_seeds"]):
+            ours = str(r["note"]).split(":", 1)[0]  # "diverged at step N"
+        elif diverged:
+            ours = f"{ours} ({diverged} of {int(r['n_seeds'])} seeds diverged)"
         rows.append(
             {
                 "axis": r["axis"],
                 "setting": r["setting"],
                 "paper setting": r["paper"],
                 "seeds": int(r["n_seeds"]),
-                "concepts": _pm(r[f"{c}_mean"], r[f"{c}_sd"], ".0f"),
+                "concepts": ours,
                 "paper concepts": ""
                 if p is None
                 else _pm(p["concepts_mean"], p["concepts_sd"], ".0f"),

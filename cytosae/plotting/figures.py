@@ -572,16 +572,23 @@ def differential_figure(
         The figure and ``{"scatter": plot_differential's data, "references":
         reference_image_grid's data}``.
     """
-    fig = _plt().figure(figsize=(12, 7.5))
+    fig = _plt().figure(figsize=(12.8, 7.8))
+    # column 1 is a spacer: room for the image rows' labels, clear of the scatter
     gs = fig.add_gridspec(
-        2 * n_show, 1 + n_images, width_ratios=[4] + [1] * n_images, wspace=0.3, hspace=0.5
+        2 * n_show,
+        2 + n_images,
+        width_ratios=[4, 0.9] + [1] * n_images,
+        wspace=0.3,
+        hspace=0.5,
+        top=0.9,
     )
     ax = fig.add_subplot(gs[:, 0])
     _, scatter = panels.plot_differential(ax, disease_barcodes, diseases, d1, d2, diff)
-    ax.set_title(_title("Fig. 5A disease barcodes", tag), fontsize=9)
+    ax.set_title(f"Fig. 5A: disease barcodes, {d1} vs {d2}", fontsize=9)
+    fig.suptitle(_title("Fig. 5 differential latents", tag), fontsize=11)
     keys = _row_keys(refs, ["direction", "latent"])
     axes = np.array(
-        [[fig.add_subplot(gs[r, 1 + j]) for j in range(n_images)] for r in range(len(keys))],
+        [[fig.add_subplot(gs[r, 2 + j]) for j in range(n_images)] for r in range(len(keys))],
         dtype=object,
     ).reshape(len(keys), n_images)
 
@@ -764,7 +771,8 @@ def ablation_figure(
         tag: the run's label, for the title.
 
     Returns:
-        ``{"curves", "concepts", "dead_frac", "l0", "paper"}``: the panels' data.
+        ``{"curves", "concepts", "dead_frac", "l0", "diverged", "paper"}``: the panels' data
+        (``diverged``: the settings whose every seed diverged, marked on the panels).
     """
     from cytosae.analysis.sweep import PAPER_CHOICE, concept_column, long_counts
 
@@ -792,6 +800,25 @@ def ablation_figure(
     axes[3].set_ylabel("L0")
     for ax in axes[1:4]:
         ax.tick_params(axis="x", labelsize=7, rotation=20)
+    data["diverged"] = []
+    if "status" in t.columns:  # settings whose every seed diverged have no numbers: say so
+        all_div = t.groupby(t["setting"].astype(str), sort=False)["status"].agg(
+            lambda x: bool((x == "diverged").all())
+        )
+        data["diverged"] = [s for s in order if all_div.get(s, False)]
+        for ax in axes[1:4]:
+            for s in data["diverged"]:
+                ax.text(
+                    order.index(s),
+                    0.5,
+                    "diverged",
+                    transform=ax.get_xaxis_transform(),
+                    ha="center",
+                    va="center",
+                    rotation=90,
+                    fontsize=7,
+                    color="C3",
+                )
     data["paper"] = None
     if paper is not None:
         settings = t.drop_duplicates("setting")["paper"].astype(str).to_list()
@@ -878,9 +905,17 @@ def barcode_clustermap_figure(
     cg.ax_cbar.set_title("log(1 + count),\nscaled per latent", fontsize=6, loc="left")
     cg.ax_heatmap.tick_params(axis="y", labelsize=5)
     cg.ax_heatmap.set_xlabel(f"latent ({n_latents} most variable)")
-    for d in levels:
-        cg.ax_row_dendrogram.bar(0, 0, color=pal[d], label=d, linewidth=0)
-    cg.ax_row_dendrogram.legend(loc="center", fontsize=6, frameon=False)
+    from matplotlib.patches import Patch
+
+    cg.figure.legend(  # below the row dendrogram, clear of its branches
+        handles=[Patch(color=pal[d], label=d) for d in levels],
+        loc="lower left",
+        bbox_to_anchor=(0.005, 0.005),
+        fontsize=6,
+        title="disease",
+        title_fontsize=6,
+        frameon=False,
+    )
     cg.figure.suptitle(_title("Patient barcodes, clustered", tag), fontsize=10, y=1.02)
     rows = cg.dendrogram_row.reordered_ind
     cols = cg.dendrogram_col.reordered_ind

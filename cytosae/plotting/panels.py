@@ -48,7 +48,8 @@ def plot_landscape(
 ) -> tuple[Any, dict[str, Any]]:
     """Fig. 2A: x = log10 frequency, y = log10 mean activation, colour = label entropy.
 
-    Latents that never fired (NaN / zero) are not drawn. With ``marginals`` two inset axes carry
+    Latents that never fired (NaN / zero) are not drawn; those with fewer than k top images have
+    no entropy (-1 in the statistics) and are drawn grey, under the coloured ones. With ``marginals`` two inset axes carry
     the histograms of x (top) and y (right); their counts are in ``data["hist_x"]``/``["hist_y"]``.
     """
     x = log10_safe(stats.sparsity)
@@ -56,11 +57,32 @@ def plot_landscape(
     ok = ~np.isnan(x) & ~np.isnan(y)
     latent = np.flatnonzero(ok)
     c = np.asarray(stats.top_entropy, dtype=np.float64)[ok]
-    sc = ax.scatter(x[ok], y[ok], c=c, s=s, cmap=cmap, linewidths=0, rasterized=True)
+    # the entropy is -1 where a latent has fewer than k top images: no entropy, drawn grey
+    # (on the colour scale it would read as an entropy below zero)
+    none = ~(c >= 0)
+    if none.any():
+        ax.scatter(x[ok][none], y[ok][none], c="0.72", s=s, linewidths=0, rasterized=True)
+    sc = ax.scatter(
+        x[ok][~none],
+        y[ok][~none],
+        c=c[~none],
+        s=s,
+        cmap=cmap,
+        vmin=0.0,
+        linewidths=0,
+        rasterized=True,
+    )
     ax.set_xlabel("log10 activation frequency")
     ax.set_ylabel("log10 mean activation")
-    ax.figure.colorbar(sc, ax=ax, label="label entropy (nats)", pad=0.25 if marginals else 0.05)
-    data: dict[str, Any] = {"x": x[ok], "y": y[ok], "c": c, "latent": latent}
+    label = "label entropy (nats)" + ("; grey: too few top images" if none.any() else "")
+    ax.figure.colorbar(sc, ax=ax, label=label, pad=0.25 if marginals else 0.05)
+    data: dict[str, Any] = {
+        "x": x[ok],
+        "y": y[ok],
+        "c": c,
+        "latent": latent,
+        "no_entropy": int(none.sum()),
+    }
     if marginals:
         top = ax.inset_axes((0.0, 1.02, 1.0, 0.18), sharex=ax)
         right = ax.inset_axes((1.02, 0.0, 0.18, 1.0), sharey=ax)
@@ -343,11 +365,18 @@ def plot_setting_points(
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("")
+    # every setting keeps its place, also one without numbers (seaborn narrows the axis to the
+    # categories that have data)
+    ax.set_xticks(range(len(order)), order)
+    ax.set_xlim(-0.5, len(order) - 0.5)
     data = {}
     for i, v in enumerate(order):
         vals = df.loc[df["setting"] == v, column].to_numpy(dtype=float)
         jitter = np.linspace(-0.12, 0.12, vals.size) if vals.size > 1 else np.zeros(vals.size)
-        ax.scatter(i + jitter, vals, s=14, color=color, zorder=3)  # the seeds (no random jitter)
+        fin = np.isfinite(vals)  # NaN: a seed without this number (a diverged run)
+        if fin.any():  # the seeds (no random jitter)
+            ax.scatter((i + jitter)[fin], vals[fin], s=14, color=color, zorder=3)
+        vals = vals[fin]
         sd = float(vals.std(ddof=1)) if vals.size > 1 else float("nan")
         data[v] = {"values": vals, "mean": float(vals.mean()) if vals.size else np.nan, "sd": sd}
     return ax, data

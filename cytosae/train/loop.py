@@ -65,7 +65,18 @@ class TrainResult:
 
 class TrainingDiverged(RuntimeError):
     """A run stopped because it diverged (non-finite tokens, loss or parameters, or the
-    divergence rule of :mod:`cytosae.train.metrics`); its last good trainer state is kept."""
+    divergence rule of :mod:`cytosae.train.metrics`); its last good trainer state is kept.
+
+    Attributes:
+        step: the step at which it was detected.
+        reason: what broke, without the run's paths (e.g. ``"explained variance -14.13 < -10
+            for 3 consecutive log rows (up to step 115)"``).
+    """
+
+    def __init__(self, message: str, *, step: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.step = step
+        self.reason = reason
 
 
 def _sae_dirs(out_dir: Path, n: int, single: bool) -> list[Path]:
@@ -101,9 +112,7 @@ def _write_final(
     """Write every SAE and its density files, mark the run complete, drop the trainer state."""
     for i, tr in enumerate(trainers):
         if not parameters_finite(tr.sae):
-            raise TrainingDiverged(
-                _diverged_message(out_dir, total_steps, f"SAE {i} has non-finite parameters")
-            )
+            raise _diverged(out_dir, total_steps, f"SAE {i} has non-finite parameters")
     for tr, d in zip(trainers, dirs):
         save_sae(tr.sae, d)
         metrics.save_feature_density(tr.feature_density(), d)
@@ -112,6 +121,14 @@ def _write_final(
 
 
 # ------------------------------------------------------------------------- faults (docs/sae.md)
+def _diverged(
+    out_dir: Path, step: int, reason: str, tcfg: TrainConfig | None = None
+) -> TrainingDiverged:
+    return TrainingDiverged(
+        _diverged_message(out_dir, step, reason, tcfg), step=step, reason=reason
+    )
+
+
 def _diverged_message(
     out_dir: Path, step: int, reason: str, tcfg: TrainConfig | None = None
 ) -> str:
@@ -318,7 +335,7 @@ def _train_locked(
         except NonFiniteError as exc:
             found = _nonfinite_images(src, train_cfg, None, b_dec_sample(src, train_cfg))
             reason = f"{found} (the token store is damaged: recompute it)" if found else str(exc)
-            raise TrainingDiverged(_diverged_message(out, 0, reason)) from exc
+            raise _diverged(out, 0, reason) from exc
         start_step = 0
 
     total, stop = train_cfg.total_steps, train_cfg.stop_step
@@ -338,7 +355,7 @@ def _train_locked(
                     tr.step(x_ND, step)
             except NonFiniteError as exc:  # steps are counted from 1 in messages, as in metrics
                 reason = _check_tokens_after(exc, src, train_cfg, step, batch_BTD)
-                raise TrainingDiverged(_diverged_message(out, step + 1, reason, train_cfg)) from exc
+                raise _diverged(out, step + 1, reason, train_cfg) from exc
             done = step + 1
             bar.update(tok_per_step)
             if done % train_cfg.log_every == 0 or done == total:
@@ -392,7 +409,7 @@ def _check_divergence(
             reason = "non-finite parameters"
         if reason is not None:
             who = f"SAE {i}: " if len(trainers) > 1 else ""
-            raise TrainingDiverged(_diverged_message(out, done, who + reason, tcfg))
+            raise _diverged(out, done, who + reason, tcfg)
 
 
 def _save_state_if_good(
@@ -407,9 +424,7 @@ def _save_state_if_good(
     the divergence rule since the last healthy row (then the older state is kept)."""
     for i, tr in enumerate(trainers):
         if not parameters_finite(tr.sae):
-            raise TrainingDiverged(
-                _diverged_message(out, done, f"SAE {i} has non-finite parameters", tcfg)
-            )
+            raise _diverged(out, done, f"SAE {i} has non-finite parameters", tcfg)
     if any(w.streak for w in watches):
         log.warning(
             "%s: not writing the trainer state at step %d: the last log row broke the "

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cytosae.analysis.latents import LatentStats
     from cytosae.model.sae import SAEConfig, SparseAutoencoder
     from cytosae.store.reader import TokenStore
+    from cytosae.train.loop import TrainingDiverged
     from cytosae.train.pretrained import SAEFile
 
 log = logging.getLogger(__name__)
@@ -596,7 +597,11 @@ class Pipeline:
         Returns:
             :func:`cytosae.analysis.sweep.sweep_row` rows (``axis``, ``setting``, ``paper``,
             ``seed``, ``d_sae``, ``concepts_<t>``, ``dead_frac``, ``never_fired``, ``l0``,
-            ``explained_variance``, ``mse``, ``sae``, ``overrides``).
+            ``explained_variance``, ``mse``, ``sae``, ``overrides``, ``status``, ``note``). An SAE
+            whose training diverges (:class:`~cytosae.train.TrainingDiverged`, e.g. a learning
+            rate x10, which the paper calls "unstable training") is a row with ``status``
+            ``"diverged"`` and NaN numbers; the others of its group are trained on their own.
+            A rerun resumes the diverged run from its last good state and meets the same step.
         """
         import pandas as pd
 
@@ -609,18 +614,46 @@ class Pipeline:
             qp = q.profile
             key = digest(qp.synth, qp.backbone, qp.extract, qp.train, qp.train_dataset)
             groups.setdefault(key, []).append(q)
+        diverged: dict[str, TrainingDiverged] = {}
         for members in groups.values():
-            members[0].train_saes([q.profile.sae for q in members])
+            diverged.update(_train_group(members))
         rows = []
+        ts = sw.THRESHOLDS if thresholds is None else thresholds
         for v, q in zip(variants, pipes):
-            stats = q.stats(dataset or q.profile.train_dataset)
-            rows.append(
-                sw.sweep_row(
-                    v,
-                    stats,
-                    q.train_history(),
-                    thresholds=sw.THRESHOLDS if thresholds is None else thresholds,
-                    sae=q.sae_dir().name,
+            key = q.train_key(q.profile.sae)
+            if key in diverged:
+                exc = diverged[key]
+                log.warning("sweep %s=%s seed %d: %s", v.axis, v.setting, v.seed, exc.reason)
+                rows.append(
+                    sw.diverged_row(
+                        v,
+                        d_sae=q.profile.sae.d_sae,
+                        step=exc.step,
+                        reason=exc.reason,
+                        thresholds=ts,
+                        sae=key,
+                    )
                 )
-            )
+                continue
+            stats = q.stats(dataset or q.profile.train_dataset)
+            rows.append(sw.sweep_row(v, stats, q.train_history(), thresholds=ts, sae=key))
         return pd.DataFrame(rows)
+
+
+def _train_group(members: Sequence[Pipeline]) -> dict[str, TrainingDiverged]:
+    """Train the SAEs of ``members`` (one token store and TrainConfig) on one pass; the runs that
+    diverge, by training key. When one SAE of a shared pass diverges the pass stops, so the group
+    is retrained one SAE at a time to tell the healthy ones (bit-identical to the shared pass)
+    from the diverged."""
+    from cytosae.train.loop import TrainingDiverged
+
+    try:
+        members[0].train_saes([q.profile.sae for q in members])
+        return {}
+    except TrainingDiverged as exc:
+        if len(members) == 1:
+            return {members[0].train_key(members[0].profile.sae): exc}
+    out: dict[str, TrainingDiverged] = {}
+    for q in members:
+        out.update(_train_group([q]))
+    return out

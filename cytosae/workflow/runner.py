@@ -50,7 +50,31 @@ def declared_parameters(path: Path) -> dict[str, Any]:
     """The parameters a notebook declares in its ``parameters`` cell (papermill's inspection)."""
     import papermill as pm
 
-    return dict(pm.inspect_notebook(str(path)))
+    pm_log = logging.getLogger("papermill")
+    level = pm_log.level
+    pm_log.setLevel(logging.WARNING)  # not an "Input Notebook:" line per inspection
+    try:
+        return dict(pm.inspect_notebook(str(path)))
+    finally:
+        pm_log.setLevel(level)
+
+
+_ASSIGNMENT_RE = re.compile(r"^(\w+)\s*(?::[^=]*)?=", re.MULTILINE)
+
+
+def undeclared_assignments(path: Path) -> list[str]:
+    """Names assigned in the ``parameters`` cell that papermill cannot parse as parameters.
+
+    papermill skips a line its pattern does not match (with a warning only), so such a name is
+    silently not a parameter: ``-p name value`` would be refused as unknown. A ``[]`` or ``=`` in
+    the line's comment is enough to cause it.
+    """
+    nb = json.loads(Path(path).read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        return []
+    source = "".join(cells[0]["source"])
+    return sorted(set(_ASSIGNMENT_RE.findall(source)) - set(declared_parameters(path)))
 
 
 def check_parameters(path: Path, parameters: Mapping[str, Any]) -> None:
@@ -102,6 +126,10 @@ def check_clean(folder: Path) -> list[str]:
         if _dump(stripped(json.loads(text))) != text:
             problems.append(
                 f"{nb_path}: volatile metadata (run: cytosae notebooks --strip {nb_path})"
+            )
+        for name in undeclared_assignments(nb_path):
+            problems.append(
+                f"{nb_path}: parameter {name!r} is not parsed by papermill (reword its comment)"
             )
         py = nb_path.with_suffix(".py")
         if not py.is_file():
