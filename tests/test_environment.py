@@ -62,3 +62,16 @@ def test_ci_runs_the_readme_test_command():
     assert test_cmd, "README Quick start must show the test command"
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_cmd[-1].splitlines()[-1] in ci
+
+
+def test_make_install_asks_only_for_extras_that_exist():
+    """`make install` installs `-e .[$(EXTRAS)]`; pip only warns about an extra that does not
+    exist, so a missing one (CI once lacked `lint`, hence ruff) surfaces much later."""
+    py = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extras = set(py["project"]["optional-dependencies"])
+    make = (ROOT / "Makefile").read_text()
+    m = re.search(r"^EXTRAS\s*\?=\s*(\S+)", make, flags=re.MULTILINE)
+    assert m, "Makefile has no EXTRAS"
+    asked = set(m.group(1).split(","))
+    assert asked <= extras, f"Makefile asks for extras {sorted(asked - extras)} not in pyproject"
+    assert "ruff" in " ".join(py["project"]["optional-dependencies"]["lint"])
