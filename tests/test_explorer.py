@@ -492,3 +492,10 @@ def test_pipeline_explorer_cache_is_reused(smoke_pipeline, monkeypatch) -> None:
     assert all(t.image is not None and t.patch_map is not None for t in v.top["hehr"])
     stats_only = pipe.explorer_data(images=False)
     assert stats_only.caches == {} and stats_only.concepts is None
+
+
+def test_a_single_label_entropy_reads_zero_not_minus_zero() -> None:
+    # -sum(p log p) with one label of p = 1 is -0.0 in floating point; the dashboard wrote -0.00
+    assert dashboard._entropy(-0.0) == "0.00"
+    assert dashboard._entropy(float(-(1.0 * np.log(1.0)))) == "0.00"
+    assert dashboard._entropy(0.5612) == "0.56"

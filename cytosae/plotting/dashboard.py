@@ -120,6 +120,12 @@ def _filter_lines(view: LatentView) -> list[tuple[str, bool]]:
     return [thr, ev]
 
 
+def _entropy(value: float) -> str:
+    """An entropy in nats, 2 decimals; a single label's entropy is -0.0 in floating point (-p log p
+    summed with p = 1), written 0.00."""
+    return f"{value + 0.0:.2f}"
+
+
 def _summary(view: LatentView, sep: str = "  \u00b7  ") -> str:
     row = view.row()
     n = int(row["n_images"])
@@ -128,7 +134,7 @@ def _summary(view: LatentView, sep: str = "  \u00b7  ") -> str:
     parts = [
         f"{_ds(view.reference)}: frequency {_fmt(row['frequency'])}{fired}",
         f"mean activation {_fmt(row['mean_act'])}",
-        f"label entropy {ent:.2f} nats" if ent >= 0 else "label entropy n/a (< k images)",
+        f"label entropy {_entropy(ent)} nats" if ent >= 0 else "label entropy n/a (< k images)",
     ]
     if np.isfinite(row["patch_frequency"]):
         parts.append(f"fires on {_pct(row['patch_frequency'])} of patches")
@@ -569,7 +575,7 @@ def stats_table_html(view: LatentView) -> str:
     """The latent's statistics in every dataset (a small table)."""
     rows = "".join(
         f"<tr><td>{html.escape(_ds(r.dataset))}</td><td>{_fmt(r.frequency)}</td>"
-        f"<td>{_fmt(r.mean_act)}</td><td>{f'{r.entropy:.2f}' if r.entropy >= 0 else 'n/a'}</td></tr>"
+        f"<td>{_fmt(r.mean_act)}</td><td>{_entropy(r.entropy) if r.entropy >= 0 else 'n/a'}</td></tr>"
         for r in view.stats.itertuples()
     )
     return (
