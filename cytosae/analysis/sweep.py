@@ -192,6 +192,16 @@ def expansion_grid(factors: Iterable[int], paper: Iterable[int] | None = None) -
 
 
 # ------------------------------------------------------------------------------------- rows
+def _row_head(variant: Variant, d_sae: int) -> dict[str, Any]:
+    return {
+        "axis": variant.axis,
+        "setting": variant.setting,
+        "paper": variant.paper,
+        "seed": variant.seed,
+        "d_sae": int(d_sae),
+    }
+
+
 def sweep_row(
     variant: Variant,
     stats: Any,
@@ -221,13 +231,7 @@ def sweep_row(
     mean_acts = np.asarray(stats.mean_acts, dtype=np.float64)
     sparsity = np.asarray(stats.sparsity, dtype=np.float64)
     tail = history.tail(max(1, last_rows))
-    row: dict[str, Any] = {
-        "axis": variant.axis,
-        "setting": variant.setting,
-        "paper": variant.paper,
-        "seed": variant.seed,
-        "d_sae": int(mean_acts.shape[0]),
-    }
+    row = _row_head(variant, int(mean_acts.shape[0]))
     for t in thresholds:
         row[concept_column(t)] = int(above_threshold(mean_acts, float(t)).sum())
     row["dead_frac"] = float(tail["dead_frac"].mean())
@@ -254,13 +258,7 @@ def diverged_row(
     counts and metrics (a diverged SAE has no final weights), ``status`` ``"diverged"`` and the
     ``note`` saying at which step and why (the paper reports such a setting as "unstable
     training", e.g. its lr 4e-3)."""
-    row: dict[str, Any] = {
-        "axis": variant.axis,
-        "setting": variant.setting,
-        "paper": variant.paper,
-        "seed": variant.seed,
-        "d_sae": int(d_sae),
-    }
+    row = _row_head(variant, d_sae)
     for t in thresholds:
         row[concept_column(t)] = float("nan")
     for col in METRICS:
@@ -296,12 +294,8 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     sd = g[cols].std(ddof=1).add_suffix("_sd")
     n = g.size().rename("n_seeds")
     paper = g["paper"].first()
-    if "status" in table.columns:
-        n_div = g["status"].apply(lambda x: int((x == "diverged").sum())).rename("n_diverged")
-        note = g["note"].apply(lambda x: next((v for v in x if v), "")).rename("note")
-    else:
-        n_div = (n * 0).rename("n_diverged")
-        note = n.map(lambda _: "").rename("note")
+    n_div = g["status"].apply(lambda x: int((x == "diverged").sum())).rename("n_diverged")
+    note = g["note"].apply(lambda x: next((v for v in x if v), "")).rename("note")
     out = pd.concat([paper, n, n_div, note, mean, sd], axis=1)
     out = out.reindex(pd.MultiIndex.from_frame(order)).reset_index()
     inter = ["axis", "setting", "paper", "n_seeds", "n_diverged", "note"]
@@ -388,7 +382,7 @@ def ablation_table(summary: pd.DataFrame, *, threshold: float = -3.0) -> pd.Data
     for r in summary.to_dict("records"):
         key = (r["axis"], r["paper"])
         p = ref.loc[key] if key in ref.index else None
-        diverged = int(r.get("n_diverged", 0) or 0)
+        diverged = int(r["n_diverged"])
         ours = _pm(r[f"{c}_mean"], r[f"{c}_sd"], ".0f")
         if diverged == int(r["n_seeds"]):
             ours = str(r["note"]).split(":", 1)[0]  # "diverged at step N"

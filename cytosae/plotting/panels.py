@@ -49,8 +49,9 @@ def plot_landscape(
     """Fig. 2A: x = log10 frequency, y = log10 mean activation, colour = label entropy.
 
     Latents that never fired (NaN / zero) are not drawn; those with fewer than k top images have
-    no entropy (-1 in the statistics) and are drawn grey, under the coloured ones. With ``marginals`` two inset axes carry
-    the histograms of x (top) and y (right); their counts are in ``data["hist_x"]``/``["hist_y"]``.
+    no entropy (-1 in the statistics) and are drawn grey, under the coloured ones. With
+    ``marginals`` two inset axes carry the histograms of x (top) and y (right); their counts are
+    in ``data["hist_x"]``/``["hist_y"]``.
     """
     x = log10_safe(stats.sparsity)
     y = log10_safe(stats.mean_acts)

@@ -124,15 +124,7 @@ def _write_final(
 def _diverged(
     out_dir: Path, step: int, reason: str, tcfg: TrainConfig | None = None
 ) -> TrainingDiverged:
-    return TrainingDiverged(
-        _diverged_message(out_dir, step, reason, tcfg), step=step, reason=reason
-    )
-
-
-def _diverged_message(
-    out_dir: Path, step: int, reason: str, tcfg: TrainConfig | None = None
-) -> str:
-    """What stopped the run, what was kept, and what to change."""
+    """The error to raise: what stopped the run, what was kept, and what to change."""
     last = state.latest_state(out_dir)
     if last is not None:
         kept = (
@@ -147,10 +139,11 @@ def _diverged_message(
             f"; if the tokens are fine, lower the learning rate (lr={tcfg.lr:g}) or the L1 "
             "coefficient"
         )
-    return (
+    message = (
         f"{out_dir}: training diverged at step {step}: {reason}. The run stopped without a "
         f"completion marker; {kept}{hint}"
     )
+    return TrainingDiverged(message, step=step, reason=reason)
 
 
 def _image_rows(src: Any, tcfg: TrainConfig, step: int | None) -> list[int] | None:
